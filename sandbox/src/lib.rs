@@ -1,0 +1,1 @@
+//! A local Astarte stand-in for tests and the demo.

@@ -1,0 +1,5 @@
+//! Astarte values: type checks and limits, BSON payloads, purge lists.
+
+pub mod value;
+
+pub use value::AstarteValue;
