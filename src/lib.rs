@@ -1,4 +1,24 @@
 #![doc = include_str!("../README.md")]
 
+pub mod api;
+pub mod backoff;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod credentials;
 pub mod data;
+pub mod dbus;
+pub mod device_id;
+pub mod fs_atomic;
 pub mod interface;
+pub mod logging;
+pub mod notify;
+pub mod pairing;
+pub mod properties;
+pub mod provisioning;
+pub mod queue;
+pub mod signals;
+pub mod state;
+pub mod supervisor;
+pub mod tls;
+pub mod transport;

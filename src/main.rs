@@ -1,1 +1,40 @@
-fn main() {}
+use std::process::ExitCode;
+
+use astarte_agent::cli::{Cli, Command};
+use astarte_agent::{check, logging, supervisor};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig) => check::check_config(&cli.config),
+        Some(Command::DeviceId) => check::print_device_id(&cli.config),
+        None => run_daemon(&cli),
+    }
+}
+
+fn run_daemon(cli: &Cli) -> ExitCode {
+    logging::init();
+    let config = match astarte_agent::config::Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!("{}", check::error_chain(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    // One thread keeps RSS small; blocking work (files, key generation) goes to tokio's pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "couldn't start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(supervisor::run(config, astarte_agent::signals::shutdown())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{}", check::error_chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The TOML configuration: parsed strictly (unknown keys are errors), then validated once into
+//! the typed [`Config`] the rest of the agent uses.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::{Host, Url};
+use uuid::Uuid;
+
+use crate::device_id::{self, DeviceId, DeviceIdError};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/astarte-agent/config.toml";
+pub const DEFAULT_STORE_DIR: &str = "/var/lib/astarte-agent";
+pub const DEFAULT_INTERFACES_DIR: &str = "/etc/astarte-agent/interfaces";
+pub const DEFAULT_MACHINE_ID_FILE: &str = "/etc/machine-id";
+
+/// The file as written by the operator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    realm: String,
+    device_id: Option<String>,
+    device_id_namespace: Option<String>,
+    machine_id_file: Option<PathBuf>,
+    pairing_url: String,
+    pairing_token_file: Option<PathBuf>,
+    store_dir: Option<PathBuf>,
+    interfaces_dir: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    dbus: DbusSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DbusSection {
+    #[serde(default)]
+    bus: BusKind,
+}
+
+/// Which message bus the agent serves on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    #[default]
+    System,
+    Session,
+}
+
+/// Where the device ID comes from: the configuration, or derived from the machine ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceIdSource {
+    Configured(DeviceId),
+    MachineId { file: PathBuf, namespace: Uuid },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub realm: String,
+    pub device_id: DeviceIdSource,
+    pub pairing_url: Url,
+    pub pairing_token_file: Option<PathBuf>,
+    pub store_dir: PathBuf,
+    pub interfaces_dir: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    pub bus: BusKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("couldn't read the configuration file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("realm: {0}")]
+    Realm(String),
+    #[error("device_id: {0}")]
+    DeviceId(#[source] DeviceIdError),
+    #[error("device_id_namespace: expected a UUID such as \"{}\"", device_id::DEFAULT_NAMESPACE)]
+    Namespace,
+    #[error("pairing_url: {0}")]
+    PairingUrl(String),
+    #[error("couldn't read the machine ID from {path} (set device_id or machine_id_file)")]
+    MachineId {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the machine ID file {path} is empty (set device_id or machine_id_file)")]
+    EmptyMachineId { path: PathBuf },
+}
+
+impl Config {
+    /// Reads and validates the configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|error| match error {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text. Syntax errors name the offending key and line.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            path: PathBuf::new(),
+            message: error.to_string().trim_end().replace('\n', " "),
+        })?;
+        file.try_into()
+    }
+
+    /// Resolves the device ID, reading the machine-id file when the configuration sets no ID.
+    pub fn resolve_device_id(&self) -> Result<DeviceId, ConfigError> {
+        match &self.device_id {
+            DeviceIdSource::Configured(id) => Ok(*id),
+            DeviceIdSource::MachineId { file, namespace } => {
+                let content =
+                    std::fs::read_to_string(file).map_err(|source| ConfigError::MachineId {
+                        path: file.clone(),
+                        source,
+                    })?;
+                if content.trim().is_empty() {
+                    return Err(ConfigError::EmptyMachineId { path: file.clone() });
+                }
+                Ok(DeviceId::from_machine_id(*namespace, &content))
+            }
+        }
+    }
+}
+
+impl TryFrom<ConfigFile> for Config {
+    type Error = ConfigError;
+
+    fn try_from(file: ConfigFile) -> Result<Self, Self::Error> {
+        validate_realm(&file.realm)?;
+        let device_id = match file.device_id {
+            Some(text) => DeviceIdSource::Configured(text.parse().map_err(ConfigError::DeviceId)?),
+            None => DeviceIdSource::MachineId {
+                file: file
+                    .machine_id_file
+                    .unwrap_or_else(|| DEFAULT_MACHINE_ID_FILE.into()),
+                namespace: match file.device_id_namespace {
+                    Some(text) => Uuid::parse_str(&text).map_err(|_| ConfigError::Namespace)?,
+                    None => device_id::DEFAULT_NAMESPACE,
+                },
+            },
+        };
+        Ok(Config {
+            realm: file.realm,
+            device_id,
+            pairing_url: validate_pairing_url(&file.pairing_url)?,
+            pairing_token_file: file.pairing_token_file,
+            store_dir: file.store_dir.unwrap_or_else(|| DEFAULT_STORE_DIR.into()),
+            interfaces_dir: file
+                .interfaces_dir
+                .unwrap_or_else(|| DEFAULT_INTERFACES_DIR.into()),
+            ca_file: file.ca_file,
+            bus: file.dbus.bus,
+        })
+    }
+}
+
+/// Astarte realm names: `^[a-z][a-z0-9]{0,47}$`, not `astarte`, `system` or `system_*`.
+fn validate_realm(realm: &str) -> Result<(), ConfigError> {
+    let mut chars = realm.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && realm.len() <= 48;
+    if !well_formed {
+        return Err(ConfigError::Realm(format!(
+            "expected 1-48 lowercase letters and digits starting with a letter, got {realm:?}"
+        )));
+    }
+    if realm == "astarte" || realm == "system" || realm.starts_with("system_") {
+        return Err(ConfigError::Realm(format!("{realm:?} is reserved by Astarte")));
+    }
+    Ok(())
+}
+
+/// `https://` always; `http://` only towards a loopback host (local tests and development).
+fn validate_pairing_url(text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text)
+        .map_err(|error| ConfigError::PairingUrl(format!("{error} in {text:?}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(ConfigError::PairingUrl(format!(
+                "plain http is allowed only for a loopback host, use https:// (got {text:?})"
+            )));
+        }
+        other => {
+            return Err(ConfigError::PairingUrl(format!(
+                "expected an https:// URL, got scheme {other:?}"
+            )));
+        }
+    }
+    if url.host().is_none() {
+        return Err(ConfigError::PairingUrl(format!("no host in {text:?}")));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

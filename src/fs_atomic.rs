@@ -1,0 +1,1 @@
+//! Crash-safe file replacement: a reader sees the old content or the new, never a mix.

@@ -1,0 +1,25 @@
+//! systemd's notification protocol (`READY=1`, `STATUS=`, `STOPPING=1`) over `$NOTIFY_SOCKET`.
+//! A few lines of std instead of a dependency; a no-op when not started by systemd.
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+/// Sends one notification; failures are logged, never fatal (systemd may be absent).
+pub fn notify(message: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_bytes();
+    let address = match bytes.strip_prefix(b"@") {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name),
+        None => SocketAddr::from_pathname(std::path::Path::new(&path)),
+    };
+    let result = address.and_then(|address| {
+        let socket = UnixDatagram::unbound()?;
+        socket.send_to_addr(message.as_bytes(), &address)
+    });
+    if let Err(error) = result {
+        tracing::warn!(%error, "couldn't notify systemd");
+    }
+}

@@ -1,0 +1,317 @@
+//! One MQTT session with Astarte's broker for one set of credentials: connects (rumqttc polled
+//! by `driver`), runs the handshake when the broker has no session for the device, moves queued
+//! messages out as fast as acknowledgements allow, and hands server data to D-Bus.
+//!
+//! Sessions: the first connection of a session starts clean (rumqttc's in-memory state is new,
+//! so half-finished QoS 2 exchanges of an earlier process must not be resumed); later
+//! reconnections ask the broker to keep the session, so QoS 1/2 traffic survives outages.
+//! Whenever the broker reports no session, the full handshake runs again.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::interface::registry::Registry;
+use crate::properties::PropertyStore;
+use crate::queue::Queue;
+use crate::state::{AgentState, StateTx};
+use crate::transport::driver::{self, DriverEvent, LostReason};
+use crate::transport::handshake::{self, Step};
+use crate::transport::receive::{self, ServerEvent};
+use crate::transport::topic::Topics;
+use crate::transport::tracker::{Tag, Tracker};
+
+/// Requests handed to rumqttc and not yet acknowledged, at most. Below Astarte's in-flight
+/// limit (100) so the broker never has to hold our messages back.
+pub const MAX_OUTSTANDING: usize = 64;
+pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+pub const CONNECT_TIMEOUT_SECS: u64 = 20;
+/// How long a shutdown or certificate renewal waits for unacknowledged messages.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+/// Fixed header of a PUBLISH is at most 5 bytes on top of Astarte's 65,535-byte cap.
+const MAX_OUTGOING_PACKET: usize = 65_535 + 5;
+
+/// What a session needs that outlives it.
+pub struct SessionContext {
+    pub topics: Topics,
+    pub registry: Arc<Registry>,
+    pub properties: Arc<PropertyStore>,
+    pub queue: Arc<Queue>,
+    pub state: StateTx,
+    pub server_events: mpsc::Sender<ServerEvent>,
+}
+
+/// Where and how to connect.
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: Arc<rustls::ClientConfig>,
+    /// When the client certificate must be renewed.
+    pub renew_at: SystemTime,
+}
+
+/// Why a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    Shutdown,
+    RenewCertificate,
+    CertificateRejected,
+}
+
+pub async fn run(context: &SessionContext, endpoint: Endpoint, cancel: &CancellationToken) -> SessionEnd {
+    let mut options = MqttOptions::new(context.topics.base(), endpoint.host.clone(), endpoint.port);
+    options
+        .set_keep_alive(KEEP_ALIVE)
+        .set_clean_session(true)
+        .set_inflight(100)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+        .set_transport(Transport::Tls(TlsConfiguration::Rustls(endpoint.tls.clone())));
+    // The channel holds at most what MAX_OUTSTANDING lets through, plus a DISCONNECT.
+    let (client, mut eventloop) = AsyncClient::new(options, MAX_OUTSTANDING + 8);
+    eventloop.network_options.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+
+    let (events_tx, events) = mpsc::channel(64);
+    let stop_driver = CancellationToken::new();
+    let driver = tokio::spawn(driver::drive(eventloop, events_tx, stop_driver.clone()));
+
+    let mut session = Session {
+        context,
+        client,
+        events,
+        tracker: Tracker::new(),
+        handshake: VecDeque::new(),
+        ready: false,
+    };
+    context.state.send_replace(AgentState::Connecting);
+    let end = session.run(endpoint.renew_at, cancel).await;
+    session.close(driver, stop_driver).await;
+    end
+}
+
+struct Session<'a> {
+    context: &'a SessionContext,
+    client: AsyncClient,
+    events: mpsc::Receiver<DriverEvent>,
+    tracker: Tracker,
+    /// Handshake steps not yet handed to rumqttc.
+    handshake: VecDeque<Step>,
+    /// Handshake finished: queued data may flow.
+    ready: bool,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, renew_at: SystemTime, cancel: &CancellationToken) -> SessionEnd {
+        let renew_in = renew_at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        let renew = tokio::time::sleep(renew_in);
+        tokio::pin!(renew);
+        loop {
+            let can_feed = self.ready && self.tracker.outstanding() < MAX_OUTSTANDING;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return SessionEnd::Shutdown,
+                _ = &mut renew => {
+                    tracing::info!("the client certificate is due for renewal");
+                    return SessionEnd::RenewCertificate;
+                }
+                event = self.events.recv() => match event {
+                    Some(event) => {
+                        if let Some(end) = self.on_event(event).await {
+                            return end;
+                        }
+                    }
+                    None => return SessionEnd::Shutdown,
+                },
+                _ = self.context.queue.changed(), if can_feed => {}
+            }
+            self.feed();
+        }
+    }
+
+    async fn on_event(&mut self, event: DriverEvent) -> Option<SessionEnd> {
+        match event {
+            DriverEvent::Lost(reason) => return self.on_lost(reason),
+            DriverEvent::Mqtt(Event::Incoming(packet)) => self.on_incoming(packet).await,
+            DriverEvent::Mqtt(Event::Outgoing(outgoing)) => match outgoing {
+                Outgoing::Publish(pkid) => {
+                    self.tracker.on_publish_written(pkid);
+                }
+                Outgoing::Subscribe(pkid) => self.tracker.on_subscribe_written(pkid),
+                Outgoing::AwaitAck(pkid) => self.tracker.on_await_ack(pkid),
+                _ => {}
+            },
+        }
+        None
+    }
+
+    fn on_lost(&mut self, reason: LostReason) -> Option<SessionEnd> {
+        let was_connected = self.ready || !self.handshake.is_empty() || self.tracker.handshake_outstanding() > 0;
+        self.ready = false;
+        self.handshake.clear();
+        self.context.state.send_replace(AgentState::Disconnected);
+        let dropped = self.context.queue.drop_discardable();
+        match &reason {
+            LostReason::CertificateRejected(error) => {
+                tracing::warn!(%error, "the broker rejected the client certificate; requesting a new one");
+                return Some(SessionEnd::CertificateRejected);
+            }
+            LostReason::BrokerUntrusted(error) => tracing::error!(%error, "the broker's certificate is not trusted: check ca_file and the system roots; retrying"),
+            LostReason::Refused(code) => tracing::warn!(%code, "the broker refused the connection (is the device registered and enabled in the realm?); retrying"),
+            LostReason::Other(error) if was_connected => tracing::warn!(%error, "connection to the broker lost; reconnecting"),
+            LostReason::Other(error) => tracing::info!(%error, "couldn't connect to the broker; retrying"),
+        }
+        if dropped > 0 {
+            tracing::info!(dropped, "dropped queued datastream values with retention discard");
+        }
+        None
+    }
+
+    async fn on_incoming(&mut self, packet: Incoming) {
+        match packet {
+            Incoming::ConnAck(ack) => self.on_connected(ack.session_present),
+            Incoming::PubAck(ack) => self.acknowledged(ack.pkid),
+            Incoming::PubComp(ack) => self.acknowledged(ack.pkid),
+            Incoming::SubAck(ack) => {
+                if ack.return_codes.iter().any(|code| matches!(code, SubscribeReasonCode::Failure)) {
+                    tracing::error!("the broker refused a subscription: server data for some interfaces will not arrive (check the broker ACL)");
+                }
+                self.acknowledged(ack.pkid);
+            }
+            Incoming::Publish(publish) => {
+                let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                let context = self.context;
+                match receive::handle(&context.topics, &context.registry, &context.properties, &topic, &publish.payload).await {
+                    Ok(events) => {
+                        for event in events {
+                            // The D-Bus side only goes away at shutdown.
+                            let _ = context.server_events.send(event).await;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%topic, %error, "dropped a message from Astarte"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connected(&mut self, session_present: bool) {
+        if session_present {
+            tracing::info!("connected to the broker; session resumed");
+            self.ready = true;
+            self.context.state.send_replace(AgentState::Connected);
+            return;
+        }
+        // Nothing unacknowledged survives a lost session in rumqttc: take it back, in order.
+        let unfinished = self.tracker.take_unfinished();
+        if !unfinished.is_empty() {
+            tracing::info!(messages = unfinished.len(), "requeueing messages the broker never acknowledged");
+        }
+        self.context.queue.requeue_front(unfinished);
+        // The handshake resends every property's current value: queued property messages are stale.
+        self.context.queue.drop_properties();
+        self.handshake = handshake::steps(&self.context.topics, &self.context.registry, &self.context.properties);
+        tracing::info!("connected to the broker; running the session handshake");
+        self.context.state.send_replace(AgentState::Connecting);
+    }
+
+    fn acknowledged(&mut self, pkid: u16) {
+        self.tracker.on_acknowledged(pkid);
+    }
+
+    /// Hands the next handshake steps or queued messages to rumqttc while there is room.
+    fn feed(&mut self) {
+        while self.tracker.outstanding() < MAX_OUTSTANDING {
+            if let Some(step) = self.handshake.front() {
+                if *step == Step::Barrier {
+                    if self.tracker.handshake_outstanding() > 0 {
+                        return;
+                    }
+                    self.handshake.pop_front();
+                    if self.handshake.is_empty() {
+                        tracing::info!("session handshake complete");
+                        self.ready = true;
+                        self.context.state.send_replace(AgentState::Connected);
+                    }
+                    continue;
+                }
+                let Some(step) = self.handshake.pop_front() else { return };
+                if !self.submit_step(step) {
+                    return;
+                }
+                continue;
+            }
+            if !self.ready {
+                return;
+            }
+            let Some(message) = self.context.queue.pop(Instant::now()) else { return };
+            let topic = self.context.topics.data(&message.interface, &message.path);
+            match self.client.try_publish(topic, qos(message.qos), false, message.payload.clone()) {
+                Ok(()) => self.tracker.submitted(Tag::Data(message)),
+                Err(error) => {
+                    tracing::debug!(%error, "rumqttc's request channel is full; retrying later");
+                    self.context.queue.requeue_front(vec![message]);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn submit_step(&mut self, step: Step) -> bool {
+        let result = match &step {
+            Step::Subscribe(filters) => self.client.try_subscribe_many(
+                filters.iter().map(|filter| rumqttc::SubscribeFilter::new(filter.clone(), QoS::ExactlyOnce)),
+            ),
+            Step::Publish { topic, payload } => self.client.try_publish(topic.clone(), QoS::ExactlyOnce, false, payload.clone()),
+            Step::Barrier => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.tracker.submitted(Tag::Handshake);
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "rumqttc's request channel is full; retrying later");
+                self.handshake.push_front(step);
+                false
+            }
+        }
+    }
+
+    /// Flushes what can be flushed within [`FLUSH_TIMEOUT`], disconnects, and requeues the rest.
+    async fn close(mut self, driver: tokio::task::JoinHandle<()>, stop_driver: CancellationToken) {
+        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        while self.ready && (self.tracker.outstanding() > 0 || !self.context.queue.is_empty()) {
+            self.feed();
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                event = self.events.recv() => match event {
+                    Some(DriverEvent::Mqtt(event)) => { self.on_event(DriverEvent::Mqtt(event)).await; }
+                    _ => break,
+                },
+            }
+        }
+        if self.ready {
+            let _ = self.client.try_disconnect();
+            // The driver ends after writing DISCONNECT; don't wait forever on a dead network.
+            let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), async {
+                while self.events.recv().await.is_some() {}
+            })
+            .await;
+        }
+        stop_driver.cancel();
+        let _ = driver.await;
+        self.context.queue.requeue_front(self.tracker.take_unfinished());
+    }
+}
+
+fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}

@@ -1,0 +1,60 @@
+//! `check-config`, `device-id`, and how the daemon treats a bad interface file.
+
+mod common;
+
+use astarte_agent::device_id::{DEFAULT_NAMESPACE, DeviceId};
+use common::*;
+
+#[tokio::test]
+async fn check_config_accepts_a_valid_setup() {
+    let env = TestEnv::new().await;
+    let output = env.cli(&["check-config"]).await;
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(output.stdout.contains("6 interfaces"), "{}", output.stdout);
+}
+
+#[tokio::test]
+async fn check_config_reports_each_bad_interface_file_and_fails() {
+    let env = TestEnv::new().await;
+    std::fs::write(env.path("interfaces/broken.json"), "{\"interface_name\": ").unwrap();
+    std::fs::write(
+        env.path("interfaces/reserved.json"),
+        r#"{"interface_name": "control", "version_major": 1, "version_minor": 0, "type": "properties", "ownership": "device", "mappings": [{"endpoint": "/a", "type": "integer"}]}"#,
+    )
+    .unwrap();
+    let output = env.cli(&["check-config"]).await;
+    assert!(!output.status.success());
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per problem: {lines:?}");
+    assert!(lines.iter().any(|line| line.contains("broken.json")), "{lines:?}");
+    assert!(lines.iter().any(|line| line.contains("reserved.json") && line.contains("control")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn check_config_names_an_unknown_key() {
+    let env = TestEnv::new().await;
+    env.write_config("pairing_tokn_file = \"/x\"");
+    let output = env.cli(&["check-config"]).await;
+    assert!(!output.status.success());
+    assert!(output.stderr.contains("pairing_tokn_file"), "{}", output.stderr);
+}
+
+#[tokio::test]
+async fn device_id_is_derived_from_the_machine_id() {
+    let env = TestEnv::new().await;
+    let machine_id = std::fs::read_to_string(env.path("machine-id")).unwrap();
+    let expected = DeviceId::from_machine_id(DEFAULT_NAMESPACE, &machine_id).to_string();
+    let output = env.cli(&["device-id"]).await;
+    assert!(output.status.success());
+    assert_eq!(output.stdout.trim(), expected);
+    assert_eq!(expected.len(), 22);
+}
+
+#[tokio::test]
+async fn daemon_skips_an_invalid_interface_file_and_serves_the_others() {
+    let env = TestEnv::new().await;
+    std::fs::write(env.path("interfaces/broken.json"), "[]").unwrap();
+    let (agent, proxy) = env.start_connected_agent().await;
+    assert_eq!(proxy.interfaces().await.unwrap().len(), 6);
+    assert!(agent.log().contains("broken.json"), "the operator learns which file: {}", agent.log());
+}

@@ -1,0 +1,255 @@
+//! End-to-end harness: a sandbox (Pairing server, mosquitto, observer), a private D-Bus daemon,
+//! and the real `astarte-agent` binary, all started per test and torn down on drop.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod bus;
+pub mod proxy;
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use astarte_sandbox::{Observed, Observer, Sandbox, SandboxOptions};
+use futures_util::StreamExt;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+pub use bus::PrivateBus;
+pub use proxy::DeviceProxy;
+
+/// Generous: CI machines are small and tests run in parallel. Never a timing assertion.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const DEVICE_DATASTREAM: &str = "org.astarte_platform.test.DeviceDatastream";
+pub const DEVICE_OBJECT: &str = "org.astarte_platform.test.DeviceObject";
+pub const DEVICE_PROPERTIES: &str = "org.astarte_platform.test.DeviceProperties";
+pub const SERVER_DATASTREAM: &str = "org.astarte_platform.test.ServerDatastream";
+pub const SERVER_PROPERTIES: &str = "org.astarte_platform.test.ServerProperties";
+pub const SERVER_OBJECT: &str = "org.astarte_platform.test.ServerObject";
+
+/// The introspection the test interfaces produce (sorted by name, no trailing `;`).
+pub const INTROSPECTION: &str = "org.astarte_platform.test.DeviceDatastream:0:1;\
+org.astarte_platform.test.DeviceObject:0:1;\
+org.astarte_platform.test.DeviceProperties:1:0;\
+org.astarte_platform.test.ServerDatastream:0:2;\
+org.astarte_platform.test.ServerObject:0:1;\
+org.astarte_platform.test.ServerProperties:0:1";
+
+/// Everything one test needs.
+pub struct TestEnv {
+    // Field order is drop order: the agent goes first, then the bus and the sandbox.
+    pub bus: PrivateBus,
+    pub sandbox: Sandbox,
+    pub dir: TempDir,
+    pub device_id: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        TestEnv::with_options(SandboxOptions::default()).await
+    }
+
+    pub async fn with_options(options: SandboxOptions) -> TestEnv {
+        let sandbox = Sandbox::start(options).await.expect("sandbox starts");
+        let bus = PrivateBus::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let interfaces = dir.path().join("interfaces");
+        std::fs::create_dir(&interfaces).unwrap();
+        for entry in std::fs::read_dir(fixtures()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), interfaces.join(entry.file_name())).unwrap();
+        }
+        let machine_id = format!("{:032x}", rand_u128());
+        std::fs::write(dir.path().join("machine-id"), format!("{machine_id}\n")).unwrap();
+        std::fs::write(dir.path().join("pairing-token"), sandbox.agent_token()).unwrap();
+        let env = TestEnv { bus, sandbox, dir, device_id: String::new() };
+        env.write_config("");
+        let device_id = env.cli(&["device-id"]).await.stdout.trim().to_owned();
+        TestEnv { device_id, ..env }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+
+    /// Writes the agent configuration pointing at the sandbox; `extra` is appended verbatim
+    /// before the `[dbus]` table.
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "realm = {realm:?}\n\
+             pairing_url = {pairing:?}\n\
+             pairing_token_file = {token:?}\n\
+             machine_id_file = {machine:?}\n\
+             store_dir = {store:?}\n\
+             interfaces_dir = {interfaces:?}\n\
+             ca_file = {ca:?}\n\
+             {extra}\n\
+             [dbus]\nbus = \"session\"\n",
+            realm = self.sandbox.realm(),
+            pairing = self.sandbox.pairing_url(),
+            token = self.path("pairing-token"),
+            machine = self.path("machine-id"),
+            store = self.path("store"),
+            interfaces = self.path("interfaces"),
+            ca = self.sandbox.ca_file(),
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// `realm/device_id`: client ID, certificate CN and base topic.
+    pub fn base_topic(&self) -> String {
+        format!("{}/{}", self.sandbox.realm(), self.device_id)
+    }
+
+    pub fn topic(&self, interface: &str, path: &str) -> String {
+        format!("{}/{interface}{path}", self.base_topic())
+    }
+
+    pub async fn observer(&self) -> Observer {
+        self.sandbox.observer().await.expect("observer connects")
+    }
+
+    /// Starts the agent and waits until it owns its bus name.
+    pub async fn start_agent(&self) -> Agent {
+        let appeared = self.bus.wait_for_name_owner(astarte_agent::dbus::BUS_NAME);
+        let log_path = self.path(&format!("agent-{}.log", rand_u128() as u32));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
+            .arg("--config")
+            .arg(self.config_path())
+            .env("DBUS_SESSION_BUS_ADDRESS", self.bus.address())
+            .env("ASTARTE_AGENT_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("agent binary starts");
+        let mut agent = Agent { child, log_path };
+        tokio::select! {
+            owned = appeared => owned,
+            status = agent.child.wait() => panic!("agent exited early with {status:?}:\n{}", agent.log()),
+        }
+        agent
+    }
+
+    pub async fn proxy(&self) -> DeviceProxy<'static> {
+        DeviceProxy::new(&self.bus.connection().await).await.expect("proxy")
+    }
+
+    /// Starts the agent and waits until its session with the broker is up.
+    pub async fn start_connected_agent(&self) -> (Agent, DeviceProxy<'static>) {
+        let agent = self.start_agent().await;
+        let proxy = self.proxy().await;
+        wait_for_state(&proxy, "connected", &agent).await;
+        (agent, proxy)
+    }
+
+    /// Runs the agent binary with a subcommand against this environment's configuration.
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        run_cli(&self.config_path(), args).await
+    }
+}
+
+pub struct CliOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub async fn run_cli(config: &Path, args: &[&str]) -> CliOutput {
+    let output = Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .await
+        .expect("agent binary runs");
+    CliOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The running agent process. Dropping it kills it; tests that care call `stop`.
+pub struct Agent {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Agent {
+    /// Sends `signal` and waits for the exit status.
+    pub async fn stop_with(&mut self, signal: Signal) -> ExitStatus {
+        let pid = self.child.id().expect("agent still running");
+        kill(Pid::from_raw(pid as i32), signal).expect("signal delivered");
+        match tokio::time::timeout(TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.expect("wait"),
+            Err(_) => panic!("agent did not stop after {signal}:\n{}", self.log()),
+        }
+    }
+
+    pub async fn stop(&mut self) -> ExitStatus {
+        self.stop_with(Signal::SIGTERM).await
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+/// Waits until the `State` property equals `expected`, via PropertiesChanged (no polling).
+pub async fn wait_for_state(proxy: &DeviceProxy<'_>, expected: &str, agent: &Agent) {
+    let mut changes = proxy.receive_state_changed().await;
+    let wait = async {
+        if proxy.state().await.ok().as_deref() == Some(expected) {
+            return;
+        }
+        while let Some(change) = changes.next().await {
+            if change.get().await.ok().as_deref() == Some(expected) {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(TIMEOUT, wait).await.is_err() {
+        panic!("agent never reached state {expected:?} (now {:?}):\n{}", proxy.state().await, agent.log());
+    }
+}
+
+/// Waits for the next observed publish on `topic`.
+pub async fn observed(observer: &mut Observer, topic: &str) -> Observed {
+    match observer.wait_for_topic(topic, TIMEOUT).await {
+        Ok(message) => message,
+        Err(error) => panic!("nothing observed on {topic}: {error}"),
+    }
+}
+
+/// The D-Bus error name of a failed call.
+pub fn error_name(result: zbus::Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(zbus::Error::MethodError(name, message, _)) => {
+            let _ = message;
+            name.to_string()
+        }
+        other => panic!("expected a D-Bus method error, got {other:?}"),
+    }
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interfaces")
+}
+
+fn rand_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    openssl::rand::rand_bytes(&mut bytes).expect("random bytes");
+    u128::from_le_bytes(bytes)
+}

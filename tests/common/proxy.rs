@@ -1,0 +1,34 @@
+//! Client proxy for `org.astarte_platform.Agent1.Device`, as a system app would write it.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::{OwnedValue, Value};
+
+#[zbus::proxy(
+    interface = "org.astarte_platform.Agent1.Device",
+    default_service = "org.astarte_platform.Agent1",
+    default_path = "/org/astarte_platform/Agent1"
+)]
+pub trait Device {
+    fn send(&self, interface: &str, path: &str, value: &Value<'_>) -> zbus::Result<()>;
+    fn send_at(&self, interface: &str, path: &str, value: &Value<'_>, timestamp_ms: i64) -> zbus::Result<()>;
+    fn send_object(&self, interface: &str, path: &str, values: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
+    fn send_object_at(&self, interface: &str, path: &str, values: HashMap<&str, Value<'_>>, timestamp_ms: i64) -> zbus::Result<()>;
+    fn set_property(&self, interface: &str, path: &str, value: &Value<'_>) -> zbus::Result<()>;
+    fn unset_property(&self, interface: &str, path: &str) -> zbus::Result<()>;
+    fn get_property(&self, interface: &str, path: &str) -> zbus::Result<OwnedValue>;
+
+    #[zbus(signal)]
+    fn data_received(&self, interface: String, path: String, value: OwnedValue, timestamp_ms: i64) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn property_unset(&self, interface: String, path: String) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    fn device_id(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn realm(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn interfaces(&self) -> zbus::Result<Vec<String>>;
+}

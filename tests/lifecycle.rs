@@ -1,0 +1,130 @@
+//! The agent as a daemon: restarts reuse credentials and properties, signals stop it cleanly,
+//! Pairing failures and missing tokens are waited out, outages are survived.
+
+mod common;
+
+use astarte_sandbox::SandboxOptions;
+use common::*;
+use nix::sys::signal::Signal;
+use zbus::zvariant::Value;
+
+#[tokio::test]
+async fn restart_reuses_credentials_and_resends_device_properties() {
+    let env = TestEnv::new().await;
+    let mut observer = env.observer().await;
+    let (mut agent, proxy) = env.start_connected_agent().await;
+    proxy.set_property(DEVICE_PROPERTIES, "/name", &Value::from("pump-7")).await.unwrap();
+    observed(&mut observer, &env.topic(DEVICE_PROPERTIES, "/name")).await;
+    let status = agent.stop().await;
+    assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", agent.log());
+
+    let (_agent, proxy) = env.start_connected_agent().await;
+    let pairing = env.sandbox.pairing();
+    assert_eq!(pairing.registrations(&env.device_id), 1, "no second registration");
+    assert_eq!(pairing.certificate_requests(&env.device_id), 1, "no second certificate");
+
+    // The second handshake lists the stored property and resends its value.
+    let purge_topic = format!("{}/control/producer/properties", env.base_topic());
+    observed(&mut observer, &purge_topic).await;
+    let second_purge = observed(&mut observer, &purge_topic).await;
+    let listed = astarte_sandbox::decode_purge_list(&second_purge.payload).unwrap();
+    assert_eq!(listed, [format!("{DEVICE_PROPERTIES}/name")]);
+    let resent = observed(&mut observer, &env.topic(DEVICE_PROPERTIES, "/name")).await;
+    assert_eq!(astarte_sandbox::decode_bson(&resent.payload).unwrap().get_str("v").unwrap(), "pump-7");
+    assert_eq!(proxy.get_property(DEVICE_PROPERTIES, "/name").await.unwrap(), zbus::zvariant::OwnedValue::try_from(Value::from("pump-7")).unwrap());
+}
+
+#[tokio::test]
+async fn sigint_stops_the_agent_cleanly() {
+    let env = TestEnv::new().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    let status = agent.stop_with(Signal::SIGINT).await;
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+}
+
+#[tokio::test]
+async fn credentials_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new().await;
+    let (_agent, _proxy) = env.start_connected_agent().await;
+    let credentials = env.path("store/credentials");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&credentials).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", entry.path().display());
+        files += 1;
+    }
+    assert!(files >= 3, "secret, key and certificate are stored");
+    let mode = std::fs::metadata(&credentials).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[tokio::test]
+async fn pairing_server_errors_are_retried_until_it_recovers() {
+    let env = TestEnv::new().await;
+    env.sandbox.pairing().fail_next(3, 503);
+    let (_agent, _proxy) = env.start_connected_agent().await;
+    assert_eq!(env.sandbox.pairing().registrations(&env.device_id), 1);
+}
+
+#[tokio::test]
+async fn without_secret_or_token_the_agent_waits_for_a_token() {
+    let env = TestEnv::new().await;
+    std::fs::remove_file(env.path("pairing-token")).unwrap();
+    let agent = env.start_agent().await;
+    let proxy = env.proxy().await;
+    wait_for_state(&proxy, "credentials-missing", &agent).await;
+    std::fs::write(env.path("pairing-token"), env.sandbox.agent_token()).unwrap();
+    wait_for_state(&proxy, "connected", &agent).await;
+    assert_eq!(env.sandbox.pairing().registrations(&env.device_id), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_reported_and_the_daemon_keeps_running() {
+    let env = TestEnv::new().await;
+    std::fs::write(env.path("pairing-token"), "not-a-jwt").unwrap();
+    let mut agent = env.start_agent().await;
+    let proxy = env.proxy().await;
+    wait_for_state(&proxy, "credentials-missing", &agent).await;
+    assert_eq!(env.sandbox.pairing().registrations(&env.device_id), 0);
+    let status = agent.stop().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn broker_restart_is_survived_and_data_sent_meanwhile_arrives() {
+    let mut env = TestEnv::with_options(SandboxOptions { broker_persistence: true, ..SandboxOptions::default() }).await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    env.sandbox.stop_broker().await;
+    wait_for_state(&proxy, "disconnected", &agent).await;
+    proxy.send(DEVICE_DATASTREAM, "/qos/unique", &Value::I32(41)).await.unwrap();
+    proxy.send(DEVICE_DATASTREAM, "/qos/unique", &Value::I32(42)).await.unwrap();
+    env.sandbox.start_broker().await.unwrap();
+    let mut observer = env.observer().await;
+    wait_for_state(&proxy, "connected", &agent).await;
+    let topic = env.topic(DEVICE_DATASTREAM, "/qos/unique");
+    let first = observed(&mut observer, &topic).await;
+    let second = observed(&mut observer, &topic).await;
+    let value = |payload: &[u8]| astarte_sandbox::decode_bson(payload).unwrap().get_i32("v").unwrap();
+    assert_eq!((value(&first.payload), value(&second.payload)), (41, 42));
+}
+
+#[tokio::test]
+async fn certificate_close_to_expiry_is_renewed() {
+    // A certificate valid for 30 s is inside the renewal window from the start: the agent uses
+    // it, then replaces it before it expires, and reconnects with the new one.
+    let env = TestEnv::with_options(SandboxOptions { certificate_validity: std::time::Duration::from_secs(30), ..SandboxOptions::default() }).await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    let pairing = env.sandbox.pairing();
+    let renewed = async {
+        while pairing.certificate_requests(&env.device_id) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(60), renewed).await.is_err() {
+        panic!("certificate was not renewed:\n{}", agent.log());
+    }
+    wait_for_state(&proxy, "connected", &agent).await;
+    assert_eq!(pairing.registrations(&env.device_id), 1);
+}
