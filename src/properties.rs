@@ -165,7 +165,7 @@ fn encode_file(values: &BTreeMap<PropertyKey, Stored>) -> Result<Vec<u8>, Proper
         }));
     }
     let document = doc! { "version": 1, "properties": entries };
-    document.to_vec().map_err(|error| PropertyStoreError::Encode(payload::PayloadError::from(error)))
+    document.to_vec().map_err(|error| PropertyStoreError::Encode(payload::PayloadError::Encode(error)))
 }
 
 fn decode_file(bytes: &[u8], registry: &Registry) -> Result<BTreeMap<PropertyKey, Stored>, String> {

@@ -95,6 +95,16 @@ async fn data(registry: &Registry, properties: &PropertyStore, name: &str, path:
         };
     }
     let received = payload::decode_individual(bytes, mapping.mapping_type).map_err(payload_error)?;
+    // Astarte reads an empty binaryblob as "no value": an unset for properties.
+    if received.value.is_empty_binary() {
+        return match interface.interface_type {
+            InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream { interface: name.into(), path: path.into() }),
+            InterfaceType::Properties => {
+                properties.unset(name, path).await?;
+                Ok(ServerEvent::Unset { interface: name.into(), path: path.into() })
+            }
+        };
+    }
     if interface.interface_type == InterfaceType::Properties {
         properties.set(interface, path, received.value.clone()).await?;
     }
