@@ -1,6 +1,6 @@
 //! The typed model of an Astarte interface, produced only by validation (`Interface::from_json`).
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, Level};
 
 /// Whether an interface carries a stream of values or a set of stateful properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,57 @@ pub enum MappingType {
     DateTimeArray,
 }
 
+impl MappingType {
+    /// All types, in the order of the protocol reference.
+    pub const ALL: [MappingType; 14] = [
+        MappingType::Double,
+        MappingType::Integer,
+        MappingType::Boolean,
+        MappingType::LongInteger,
+        MappingType::String,
+        MappingType::BinaryBlob,
+        MappingType::DateTime,
+        MappingType::DoubleArray,
+        MappingType::IntegerArray,
+        MappingType::BooleanArray,
+        MappingType::LongIntegerArray,
+        MappingType::StringArray,
+        MappingType::BinaryBlobArray,
+        MappingType::DateTimeArray,
+    ];
+
+    /// The name used in interface files (`"longintegerarray"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MappingType::Double => "double",
+            MappingType::Integer => "integer",
+            MappingType::Boolean => "boolean",
+            MappingType::LongInteger => "longinteger",
+            MappingType::String => "string",
+            MappingType::BinaryBlob => "binaryblob",
+            MappingType::DateTime => "datetime",
+            MappingType::DoubleArray => "doublearray",
+            MappingType::IntegerArray => "integerarray",
+            MappingType::BooleanArray => "booleanarray",
+            MappingType::LongIntegerArray => "longintegerarray",
+            MappingType::StringArray => "stringarray",
+            MappingType::BinaryBlobArray => "binaryblobarray",
+            MappingType::DateTimeArray => "datetimearray",
+        }
+    }
+
+    /// The inverse of [`MappingType::name`]; names are case-sensitive.
+    pub fn from_name(name: &str) -> Option<MappingType> {
+        MappingType::ALL.into_iter().find(|ty| ty.name() == name)
+    }
+}
+
+impl std::fmt::Display for MappingType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Delivery guarantee of a datastream mapping; properties always behave as `Unique`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reliability {
@@ -80,6 +131,18 @@ pub struct Mapping {
     pub required: bool,
 }
 
+impl Mapping {
+    /// For object aggregation, the key of this mapping inside the object (the last endpoint
+    /// level); `None` when the last level is a parameter, which validation rejects for
+    /// object interfaces.
+    pub fn object_key(&self) -> Option<&str> {
+        match self.endpoint.last_level() {
+            Some(Level::Literal(key)) => Some(key),
+            _ => None,
+        }
+    }
+}
+
 /// A validated Astarte interface.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interface {
@@ -90,4 +153,26 @@ pub struct Interface {
     pub ownership: Ownership,
     pub aggregation: Aggregation,
     pub mappings: Vec<Mapping>,
+}
+
+impl Interface {
+    /// The introspection entry `name:major:minor`.
+    pub fn introspection_entry(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.name, self.version_major, self.version_minor
+        )
+    }
+
+    pub fn is_server_owned(&self) -> bool {
+        self.ownership == Ownership::Server
+    }
+
+    pub fn is_object(&self) -> bool {
+        self.aggregation == Aggregation::Object
+    }
+
+    pub fn is_properties(&self) -> bool {
+        self.interface_type == InterfaceType::Properties
+    }
 }

@@ -1,0 +1,452 @@
+//! Interface-level validation rules (protocol reference 4.1) and `Interface::from_json`.
+//!
+//! Mapping keys are checked in `validate_mapping`, rules across mappings in
+//! `validate_set`. The first broken rule is reported.
+
+use super::error::{InterfaceError, Location};
+use super::model::{Aggregation, Interface, InterfaceType, Ownership};
+use super::schema::{self, RawInterface};
+use super::validate_mapping::{MappingContext, validate_mapping};
+use super::validate_set::{check_endpoints, check_object};
+
+pub const MAX_NAME_LEN: usize = 128;
+pub const RESERVED_NAMES: [&str; 3] = ["astarte", "control", "device"];
+pub const MAX_DESCRIPTION_LEN: usize = 1000;
+pub const MAX_DOC_LEN: usize = 100_000;
+pub const MAX_MAPPINGS: usize = 1024;
+
+impl Interface {
+    /// Parses and validates an interface file against every rule Astarte applies.
+    pub fn from_json(text: &str) -> Result<Interface, InterfaceError> {
+        validate(schema::parse(text)?)
+    }
+}
+
+fn validate(raw: RawInterface) -> Result<Interface, InterfaceError> {
+    let name = required(raw.interface_name.clone(), "interface_name")?;
+    check_name(&name).map_err(|reason| InterfaceError::InvalidName {
+        name: name.clone(),
+        reason,
+    })?;
+
+    let version_major = version(raw.version_major, "version_major")?;
+    let version_minor = version(raw.version_minor, "version_minor")?;
+    if version_major == 0 && version_minor == 0 {
+        return Err(InterfaceError::NullVersion);
+    }
+
+    let interface_type = match required(raw.interface_type.as_deref(), "type")? {
+        "datastream" => InterfaceType::Datastream,
+        "properties" => InterfaceType::Properties,
+        other => return Err(invalid("type", other, "`datastream` or `properties`")),
+    };
+    // `producer` and `consumer` are the deprecated names Astarte still casts.
+    let ownership = match required(raw.ownership_text(), "ownership")? {
+        "device" | "producer" => Ownership::Device,
+        "server" | "consumer" => Ownership::Server,
+        other => return Err(invalid("ownership", other, "`device` or `server`")),
+    };
+    // Astarte's legacy handling: `aggregation` wins, else `aggregate: true` means object.
+    let aggregation = match (raw.aggregation.as_deref(), raw.aggregate) {
+        (Some("individual"), _) => Aggregation::Individual,
+        (Some("object"), _) => Aggregation::Object,
+        (Some(other), _) => return Err(invalid("aggregation", other, "`individual` or `object`")),
+        (None, Some(true)) => Aggregation::Object,
+        (None, _) => Aggregation::Individual,
+    };
+    if interface_type == InterfaceType::Properties && aggregation == Aggregation::Object {
+        return Err(InterfaceError::ObjectProperties);
+    }
+
+    let at = Location::Interface;
+    check_length(
+        &at,
+        "description",
+        raw.description.as_deref(),
+        MAX_DESCRIPTION_LEN,
+    )?;
+    check_length(&at, "doc", raw.doc.as_deref(), MAX_DOC_LEN)?;
+
+    let raw_mappings = required(raw.mappings, "mappings")?;
+    if !(1..=MAX_MAPPINGS).contains(&raw_mappings.len()) {
+        return Err(InterfaceError::MappingCount {
+            count: raw_mappings.len(),
+        });
+    }
+    let context = MappingContext {
+        interface_type,
+        aggregation,
+    };
+    let mappings = raw_mappings
+        .iter()
+        .enumerate()
+        .map(|(index, mapping)| validate_mapping(mapping, index, context))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_endpoints(&mappings)?;
+    if aggregation == Aggregation::Object {
+        check_object(&name, &mappings)?;
+    }
+
+    Ok(Interface {
+        name,
+        version_major,
+        version_minor,
+        interface_type,
+        ownership,
+        aggregation,
+        mappings,
+    })
+}
+
+/// Checks the length limits and the Elixir regex
+/// `^([a-zA-Z][a-zA-Z0-9]*\.([a-zA-Z0-9][a-zA-Z0-9-]*\.)*)?[a-zA-Z][a-zA-Z0-9]*$`:
+/// first and last labels are alphanumeric starting with a letter, middle labels may start
+/// with a digit and contain `-`. A single label is accepted, as Astarte does.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len == 0 {
+        return Err("it is empty".to_owned());
+    }
+    if len > MAX_NAME_LEN {
+        return Err(format!(
+            "it is {len} characters long, at most {MAX_NAME_LEN} allowed"
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err("`astarte`, `control` and `device` are reserved".to_owned());
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let last = labels.len() - 1;
+    for (index, label) in labels.iter().enumerate() {
+        if label.is_empty() {
+            return Err(format!(
+                "label {} is empty (no leading, trailing or doubled `.`)",
+                index + 1
+            ));
+        }
+        let outer = index == 0 || index == last;
+        if outer && !is_outer_label(label) {
+            let which = if index == last { "last" } else { "first" };
+            return Err(format!(
+                "the {which} label `{label}` must start with a letter and contain only letters and digits"
+            ));
+        }
+        if !outer && !is_middle_label(label) {
+            return Err(format!(
+                "label `{label}` must start with a letter or digit and contain only letters, digits and `-`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-zA-Z][a-zA-Z0-9]*`
+fn is_outer_label(label: &str) -> bool {
+    let mut chars = label.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+/// `[a-zA-Z0-9][a-zA-Z0-9-]*`
+fn is_middle_label(label: &str) -> bool {
+    let mut chars = label.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn version(value: Option<i64>, key: &'static str) -> Result<u32, InterfaceError> {
+    let value = required(value, key)?;
+    u32::try_from(value).map_err(|_| InterfaceError::InvalidValue {
+        at: Location::Interface,
+        key,
+        value: value.to_string(),
+        expected: "an integer from 0 to 4294967295",
+    })
+}
+
+fn required<T>(value: Option<T>, key: &'static str) -> Result<T, InterfaceError> {
+    value.ok_or(InterfaceError::MissingKey {
+        at: Location::Interface,
+        key,
+    })
+}
+
+fn invalid(key: &'static str, value: &str, expected: &'static str) -> InterfaceError {
+    InterfaceError::InvalidValue {
+        at: Location::Interface,
+        key,
+        value: format!("{value:?}"),
+        expected,
+    }
+}
+
+/// Lengths are counted in characters, as Astarte's `validate_length` does.
+pub(super) fn check_length(
+    at: &Location,
+    key: &'static str,
+    text: Option<&str>,
+    max: usize,
+) -> Result<(), InterfaceError> {
+    let len = text.map_or(0, |text| text.chars().count());
+    if len > max {
+        return Err(InterfaceError::TooLong {
+            at: at.clone(),
+            key,
+            len,
+            max,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::interface::test_support::{interface, with_mappings};
+
+    fn parse(top: Value) -> Result<Interface, InterfaceError> {
+        Interface::from_json(&interface(top))
+    }
+
+    #[test]
+    fn base_interface_is_valid_with_defaults() {
+        let iface = parse(json!({})).unwrap();
+        assert_eq!(iface.name, "org.example.Test");
+        assert_eq!((iface.version_major, iface.version_minor), (0, 1));
+        assert_eq!(iface.interface_type, InterfaceType::Datastream);
+        assert_eq!(iface.ownership, Ownership::Device);
+        assert_eq!(iface.aggregation, Aggregation::Individual);
+        assert_eq!(iface.mappings.len(), 1);
+    }
+
+    #[rstest]
+    #[case::reverse_domain("org.astarte-platform.agent.example.Telemetry")]
+    #[case::reverse_domain_camel_case("org.example.device.Telemetry")]
+    #[case::hyphen_in_middle_label("org.astarte-platform.genericsensors.Values")]
+    #[case::middle_label_starts_with_digit("com.1example.Values")]
+    #[case::digits_after_first_letter("com.Example9.V2")]
+    #[case::single_label("Values")]
+    #[case::max_length(&format!("a.{}", "b".repeat(126)))]
+    #[case::reserved_word_as_label("org.device.Control")]
+    fn valid_interface_names_are_accepted(#[case] name: &str) {
+        assert_eq!(parse(json!({"interface_name": name})).unwrap().name, name);
+    }
+
+    #[rstest]
+    #[case::empty("", "empty")]
+    #[case::too_long(&format!("a.{}", "b".repeat(127)), "129 characters")]
+    #[case::reserved_astarte("astarte", "reserved")]
+    #[case::reserved_control("control", "reserved")]
+    #[case::reserved_device("device", "reserved")]
+    #[case::leading_dot(".a.B", "label 1 is empty")]
+    #[case::trailing_dot("a.B.", "label 3 is empty")]
+    #[case::double_dot("a..B", "label 2 is empty")]
+    #[case::first_label_digit("1a.B", "first label `1a`")]
+    #[case::first_label_hyphen("a-b.C", "first label `a-b`")]
+    #[case::last_label_hyphen("a.b-c", "last label `b-c`")]
+    #[case::last_label_digit("a.b.9C", "last label `9C`")]
+    #[case::middle_label_leading_hyphen("a.-b.C", "label `-b`")]
+    #[case::underscore("org.astarte_platform.agent.Telemetry", "label `astarte_platform`")]
+    #[case::space("a.B C", "last label `B C`")]
+    #[case::non_ascii("org.example.T\u{e9}st", "last label")]
+    fn invalid_interface_names_are_rejected(#[case] name: &str, #[case] reason: &str) {
+        match parse(json!({"interface_name": name})) {
+            Err(InterfaceError::InvalidName { reason: got, .. }) => {
+                assert!(got.contains(reason), "{got:?} should mention {reason:?}")
+            }
+            other => panic!("expected InvalidName, got {other:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case(0, 1)]
+    #[case(1, 0)]
+    #[case(7, 12)]
+    #[case(4_294_967_295, 0)]
+    fn non_null_versions_are_accepted(#[case] major: i64, #[case] minor: i64) {
+        let iface = parse(json!({"version_major": major, "version_minor": minor})).unwrap();
+        assert_eq!(
+            (
+                i64::from(iface.version_major),
+                i64::from(iface.version_minor)
+            ),
+            (major, minor)
+        );
+    }
+
+    #[rstest]
+    #[case::negative_major(-1, 1, "version_major")]
+    #[case::negative_minor(1, -1, "version_minor")]
+    #[case::major_too_large(4_294_967_296, 0, "version_major")]
+    fn out_of_range_versions_are_rejected(
+        #[case] major: i64,
+        #[case] minor: i64,
+        #[case] key: &str,
+    ) {
+        let result = parse(json!({"version_major": major, "version_minor": minor}));
+        assert!(
+            matches!(&result, Err(InterfaceError::InvalidValue { key: got, .. }) if *got == key),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn version_zero_zero_is_rejected() {
+        let result = parse(json!({"version_major": 0, "version_minor": 0}));
+        assert!(
+            matches!(result, Err(InterfaceError::NullVersion)),
+            "{result:?}"
+        );
+    }
+
+    #[rstest]
+    #[case("interface_name")]
+    #[case("version_major")]
+    #[case("version_minor")]
+    #[case("type")]
+    #[case("ownership")]
+    #[case("mappings")]
+    fn missing_required_keys_are_rejected(#[case] key: &str) {
+        let result = parse(json!({ key: null }));
+        assert!(
+            matches!(&result, Err(InterfaceError::MissingKey { at: Location::Interface, key: got }) if *got == key),
+            "{result:?}"
+        );
+    }
+
+    #[rstest]
+    #[case::datastream(json!({"type": "datastream"}), InterfaceType::Datastream)]
+    #[case::properties(json!({"type": "properties"}), InterfaceType::Properties)]
+    fn interface_types_are_parsed(#[case] top: Value, #[case] expected: InterfaceType) {
+        assert_eq!(parse(top).unwrap().interface_type, expected);
+    }
+
+    #[rstest]
+    #[case::device(json!({"ownership": "device"}), Ownership::Device)]
+    #[case::server(json!({"ownership": "server"}), Ownership::Server)]
+    #[case::legacy_quality_key(json!({"ownership": null, "quality": "server"}), Ownership::Server)]
+    #[case::ownership_beats_quality(json!({"quality": "server"}), Ownership::Device)]
+    #[case::legacy_producer(json!({"ownership": "producer"}), Ownership::Device)]
+    #[case::legacy_consumer(json!({"ownership": "consumer"}), Ownership::Server)]
+    fn ownership_is_parsed_with_legacy_names(#[case] top: Value, #[case] expected: Ownership) {
+        assert_eq!(parse(top).unwrap().ownership, expected);
+    }
+
+    #[rstest]
+    #[case::default(json!({}), Aggregation::Individual)]
+    #[case::individual(json!({"aggregation": "individual"}), Aggregation::Individual)]
+    #[case::object(json!({"aggregation": "object"}), Aggregation::Object)]
+    #[case::legacy_aggregate_true(json!({"aggregate": true}), Aggregation::Object)]
+    #[case::legacy_aggregate_false(json!({"aggregate": false}), Aggregation::Individual)]
+    #[case::aggregation_beats_aggregate(json!({"aggregation": "individual", "aggregate": true}), Aggregation::Individual)]
+    fn aggregation_is_parsed_with_the_legacy_boolean(
+        #[case] top: Value,
+        #[case] expected: Aggregation,
+    ) {
+        assert_eq!(parse(top).unwrap().aggregation, expected);
+    }
+
+    #[rstest]
+    #[case::type_capitalised(json!({"type": "Datastream"}), "type")]
+    #[case::type_unknown(json!({"type": "stream"}), "type")]
+    #[case::ownership_capitalised(json!({"ownership": "Device"}), "ownership")]
+    #[case::ownership_unknown(json!({"ownership": "both"}), "ownership")]
+    #[case::legacy_quality_unknown(json!({"ownership": null, "quality": "both"}), "ownership")]
+    #[case::aggregation_unknown(json!({"aggregation": "objects"}), "aggregation")]
+    fn unknown_enumeration_values_are_rejected(#[case] top: Value, #[case] key: &str) {
+        let result = parse(top);
+        assert!(
+            matches!(&result, Err(InterfaceError::InvalidValue { key: got, .. }) if *got == key),
+            "{result:?}"
+        );
+    }
+
+    #[rstest]
+    #[case(json!({"type": "properties", "aggregation": "object"}))]
+    #[case(json!({"type": "properties", "aggregate": true}))]
+    fn object_aggregated_properties_are_rejected(#[case] top: Value) {
+        let result = parse(top);
+        assert!(
+            matches!(result, Err(InterfaceError::ObjectProperties)),
+            "{result:?}"
+        );
+    }
+
+    #[rstest]
+    #[case::description_at_limit("description", 1000, true)]
+    #[case::description_counts_characters_not_bytes("description", 1000, true)]
+    #[case::description_over_limit("description", 1001, false)]
+    #[case::doc_at_limit("doc", 100_000, true)]
+    #[case::doc_over_limit("doc", 100_001, false)]
+    fn description_and_doc_are_length_limited(
+        #[case] key: &str,
+        #[case] len: usize,
+        #[case] valid: bool,
+    ) {
+        let result = parse(json!({ key: "\u{e9}".repeat(len) }));
+        if valid {
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            assert!(
+                matches!(&result, Err(InterfaceError::TooLong { at: Location::Interface, key: got, .. }) if *got == key),
+                "{result:?}"
+            );
+        }
+    }
+
+    #[rstest]
+    #[case(0, false)]
+    #[case(1, true)]
+    #[case(1024, true)]
+    #[case(1025, false)]
+    fn interfaces_have_1_to_1024_mappings(#[case] count: usize, #[case] valid: bool) {
+        let mappings: Vec<Value> = (0..count)
+            .map(|i| json!({"endpoint": format!("/v{i}"), "type": "integer"}))
+            .collect();
+        let result = Interface::from_json(&with_mappings(json!({}), Value::Array(mappings)));
+        if valid {
+            assert_eq!(result.unwrap().mappings.len(), count);
+        } else {
+            assert!(
+                matches!(result, Err(InterfaceError::MappingCount { count: got }) if got == count)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let text = with_mappings(
+            json!({"$schema": "x", "vendor": {"a": [1, 2]}}),
+            json!([{"endpoint": "/a", "type": "double", "x-unit": "celsius"}]),
+        );
+        assert!(Interface::from_json(&text).is_ok());
+    }
+
+    #[test]
+    fn malformed_json_is_reported_as_json_error() {
+        let result = Interface::from_json("{\"interface_name\": ");
+        assert!(matches!(result, Err(InterfaceError::Json(_))), "{result:?}");
+    }
+
+    #[test]
+    fn wrong_value_type_message_names_the_key() {
+        let err = parse(json!({"version_major": "1"})).unwrap_err();
+        assert!(matches!(err, InterfaceError::WrongType(_)));
+        assert_eq!(
+            err.to_string(),
+            "wrong value type at version_major: invalid type: string \"1\", expected i64"
+        );
+    }
+
+    #[test]
+    fn enumeration_error_message_lists_the_accepted_values() {
+        let err = parse(json!({"ownership": "both"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "interface: `ownership` is \"both\", expected `device` or `server`"
+        );
+    }
+}
