@@ -23,20 +23,20 @@ pub use proxy::DeviceProxy;
 /// Generous: CI machines are small and tests run in parallel. Never a timing assertion.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub const DEVICE_DATASTREAM: &str = "org.astarte_platform.test.DeviceDatastream";
-pub const DEVICE_OBJECT: &str = "org.astarte_platform.test.DeviceObject";
-pub const DEVICE_PROPERTIES: &str = "org.astarte_platform.test.DeviceProperties";
-pub const SERVER_DATASTREAM: &str = "org.astarte_platform.test.ServerDatastream";
-pub const SERVER_PROPERTIES: &str = "org.astarte_platform.test.ServerProperties";
-pub const SERVER_OBJECT: &str = "org.astarte_platform.test.ServerObject";
+pub const DEVICE_DATASTREAM: &str = "org.astarte-platform.test.DeviceDatastream";
+pub const DEVICE_OBJECT: &str = "org.astarte-platform.test.DeviceObject";
+pub const DEVICE_PROPERTIES: &str = "org.astarte-platform.test.DeviceProperties";
+pub const SERVER_DATASTREAM: &str = "org.astarte-platform.test.ServerDatastream";
+pub const SERVER_PROPERTIES: &str = "org.astarte-platform.test.ServerProperties";
+pub const SERVER_OBJECT: &str = "org.astarte-platform.test.ServerObject";
 
 /// The introspection the test interfaces produce (sorted by name, no trailing `;`).
-pub const INTROSPECTION: &str = "org.astarte_platform.test.DeviceDatastream:0:1;\
-org.astarte_platform.test.DeviceObject:0:1;\
-org.astarte_platform.test.DeviceProperties:1:0;\
-org.astarte_platform.test.ServerDatastream:0:2;\
-org.astarte_platform.test.ServerObject:0:1;\
-org.astarte_platform.test.ServerProperties:0:1";
+pub const INTROSPECTION: &str = "org.astarte-platform.test.DeviceDatastream:0:1;\
+org.astarte-platform.test.DeviceObject:0:1;\
+org.astarte-platform.test.DeviceProperties:1:0;\
+org.astarte-platform.test.ServerDatastream:0:2;\
+org.astarte-platform.test.ServerObject:0:1;\
+org.astarte-platform.test.ServerProperties:0:1";
 
 /// Everything one test needs.
 pub struct TestEnv {
