@@ -1,0 +1,239 @@
+//! The Pairing API v1 HTTP client.
+
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use reqwest::{Method, Response};
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::warn;
+use url::Url;
+
+use super::error::PairingError;
+use super::types::{
+    CertificateResponse, CsrRequest, Data, DeviceInfo, RegisterRequest, RegisterResponse,
+    VerifyRequest, VerifyResponse, WireDeviceInfo,
+};
+use crate::credentials::CredentialsSecret;
+
+/// Pairing answers are a few kilobytes; anything much larger is not Pairing.
+const MAX_BODY: usize = 256 * 1024;
+
+/// A client for one device of one realm.
+#[derive(Debug, Clone)]
+pub struct PairingClient {
+    http: reqwest::Client,
+    base_url: Url,
+    realm: String,
+    device_id: String,
+}
+
+impl PairingClient {
+    /// `base_url` is the configured Pairing URL (e.g. `https://api.example.com/pairing`,
+    /// with or without a trailing slash); `timeout` bounds each whole request.
+    pub fn new(
+        base_url: Url,
+        realm: String,
+        device_id: String,
+        tls: ClientConfig,
+        timeout: Duration,
+    ) -> Result<PairingClient, PairingError> {
+        if base_url.cannot_be_a_base() {
+            return Err(PairingError::InvalidBaseUrl {
+                url: base_url.to_string(),
+            });
+        }
+        if base_url.scheme() == "http" {
+            warn!(url = %base_url, "the Pairing URL is plain HTTP: the credentials secret travels unencrypted");
+        }
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // Pairing never redirects; following one could hand the bearer to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("astarte-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| PairingError::BuildClient { source })?;
+        Ok(PairingClient {
+            http,
+            base_url,
+            realm,
+            device_id,
+        })
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// Registers the device with an agent JWT (`POST agent/devices`) and returns the new
+    /// credentials secret. Any 422 is [`PairingError::AlreadyRegistered`].
+    pub async fn register(&self, agent_token: &str) -> Result<CredentialsSecret, PairingError> {
+        let url = self.url(&["agent", "devices"]);
+        let body = Data {
+            data: RegisterRequest {
+                hw_id: &self.device_id,
+            },
+        };
+        let answer: RegisterResponse = self
+            .call(Method::POST, url, agent_token, Some(&body), true)
+            .await?;
+        CredentialsSecret::parse(&answer.credentials_secret).map_err(|err| {
+            PairingError::InvalidResponse {
+                reason: format!("credentials_secret: {err}"),
+            }
+        })
+    }
+
+    /// The device's status and broker (`GET devices/<id>`).
+    pub async fn device_info(
+        &self,
+        secret: &CredentialsSecret,
+    ) -> Result<DeviceInfo, PairingError> {
+        let url = self.url(&["devices", &self.device_id]);
+        let wire: WireDeviceInfo = self
+            .call(Method::GET, url, secret.expose(), None::<&()>, false)
+            .await?;
+        DeviceInfo::from_wire(wire).map_err(|err| PairingError::InvalidResponse {
+            reason: err.to_string(),
+        })
+    }
+
+    /// Has Pairing sign `csr_pem`; returns the single PEM certificate it issued.
+    pub async fn request_certificate(
+        &self,
+        secret: &CredentialsSecret,
+        csr_pem: &str,
+    ) -> Result<String, PairingError> {
+        let url = self.url(&self.credentials_path(false));
+        let body = Data {
+            data: CsrRequest { csr: csr_pem },
+        };
+        let answer: CertificateResponse = self
+            .call(Method::POST, url, secret.expose(), Some(&body), false)
+            .await?;
+        let count = CertificateDer::pem_slice_iter(answer.client_crt.as_bytes())
+            .try_fold(0usize, |n, cert| cert.map(|_| n + 1))
+            .map_err(|err| PairingError::InvalidResponse {
+                reason: format!("client_crt is not valid PEM: {err}"),
+            })?;
+        if count != 1 {
+            return Err(PairingError::InvalidResponse {
+                reason: format!("client_crt holds {count} certificates instead of one"),
+            });
+        }
+        Ok(answer.client_crt)
+    }
+
+    /// Asks Pairing whether `cert_pem` chains to its CA and is in its validity period.
+    pub async fn verify_certificate(
+        &self,
+        secret: &CredentialsSecret,
+        cert_pem: &str,
+    ) -> Result<bool, PairingError> {
+        let url = self.url(&self.credentials_path(true));
+        let body = Data {
+            data: VerifyRequest {
+                client_crt: cert_pem,
+            },
+        };
+        let answer: VerifyResponse = self
+            .call(Method::POST, url, secret.expose(), Some(&body), false)
+            .await?;
+        Ok(answer.valid)
+    }
+
+    fn credentials_path(&self, verify: bool) -> Vec<&str> {
+        let mut path = vec![
+            "devices",
+            self.device_id.as_str(),
+            "protocols",
+            "astarte_mqtt_v1",
+            "credentials",
+        ];
+        if verify {
+            path.push("verify");
+        }
+        path
+    }
+
+    /// `<base>/v1/<realm>/<segments…>`, each segment percent-encoded as needed.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty()
+                .push("v1")
+                .push(&self.realm)
+                .extend(segments);
+        }
+        url
+    }
+
+    async fn call<T: DeserializeOwned, B: Serialize>(
+        &self,
+        method: Method,
+        url: Url,
+        bearer: &str,
+        body: Option<&B>,
+        registering: bool,
+    ) -> Result<T, PairingError> {
+        let mut auth = HeaderValue::try_from(format!("Bearer {bearer}"))
+            .map_err(|_| PairingError::InvalidToken)?;
+        auth.set_sensitive(true);
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(AUTHORIZATION, auth)
+            .header(ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| PairingError::Network { source })?;
+        let status = response.status();
+        let bytes = read_limited(response).await?;
+        if !status.is_success() {
+            return Err(PairingError::from_status(
+                status.as_u16(),
+                &bytes,
+                registering,
+            ));
+        }
+        serde_json::from_slice::<Data<T>>(&bytes)
+            .map(|wrapped| wrapped.data)
+            .map_err(|err| PairingError::InvalidResponse {
+                reason: format!("{status} with an unexpected body: {err}"),
+            })
+    }
+}
+
+/// The whole body, refusing more than [`MAX_BODY`] bytes.
+async fn read_limited(mut response: Response) -> Result<Vec<u8>, PairingError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| PairingError::Network { source })?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(PairingError::InvalidResponse {
+                reason: format!("answer larger than {MAX_BODY} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,379 @@
+//! From configuration to usable credentials: register if needed, discover the broker, and
+//! obtain (or reuse) the MQTT client certificate. Retries until it succeeds or is cancelled,
+//! reporting the agent state ([`Phase`]) an operator needs to act on.
+//!
+//! Certificate renewal rule: a certificate is due at `not_after - min(RENEW_BEFORE,
+//! lifetime / 10)`. Renewing a day ahead covers Astarte's usual 91-day certificates; the
+//! tenth keeps short-lived (test) certificates usable for most of their life instead of
+//! renewing them in a loop.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::credentials::{CredentialsError, CredentialsSecret, FileStore, Secret};
+use crate::pairing::csr::{self, CertificateInfo, CsrError};
+use crate::pairing::{BrokerUrl, DeviceStatus, PairingClient, PairingError};
+
+/// Renew at most this long before the certificate expires (see the module docs).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Retries of transient failures (network, 5xx, a missing token file).
+const FAST_BASE: Duration = Duration::from_secs(1);
+const FAST_MAX: Duration = Duration::from_secs(5 * 60);
+/// Retries of failures that need someone to change something.
+const SLOW_BASE: Duration = Duration::from_secs(30);
+const SLOW_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// What provisioning is doing or waiting for; maps onto the agent states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Registering the device with the agent token (`registering`).
+    Registering,
+    /// Asking Pairing for status, broker and certificate (`obtaining-credentials`).
+    ObtainingCredentials,
+    /// Stuck until an operator provides a token or a secret (`credentials-missing`).
+    CredentialsMissing { reason: String },
+    /// Pairing refuses credentials to this device (`inhibited`).
+    Inhibited,
+}
+
+/// Everything needed to connect to the broker.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub secret: CredentialsSecret,
+    pub key_pem: Secret,
+    pub cert_pem: String,
+    pub cert_info: CertificateInfo,
+    pub broker: BrokerUrl,
+}
+
+impl Ready {
+    /// When the certificate must be renewed (call `ensure_credentials` again then).
+    pub fn renew_at(&self) -> SystemTime {
+        renew_at(&self.cert_info)
+    }
+}
+
+/// `not_after - min(RENEW_BEFORE, lifetime / 10)`.
+pub fn renew_at(info: &CertificateInfo) -> SystemTime {
+    let lifetime = info
+        .not_after
+        .duration_since(info.not_before)
+        .unwrap_or_default();
+    let window = RENEW_BEFORE.min(lifetime / 10);
+    info.not_after.checked_sub(window).unwrap_or(info.not_after)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisioningError {
+    #[error("provisioning was cancelled")]
+    Cancelled,
+    #[error("couldn't use the credentials store")]
+    Store { source: CredentialsError },
+    #[error("no credentials secret is stored and no agent token file is configured")]
+    NoTokenFile,
+    #[error("the agent token file {path} is missing or empty")]
+    TokenMissing { path: PathBuf },
+    #[error("couldn't read the agent token file {path}")]
+    ReadToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("couldn't register the device")]
+    Register { source: PairingError },
+    #[error("couldn't get the device info")]
+    DeviceInfo { source: PairingError },
+    #[error("couldn't obtain a certificate")]
+    RequestCertificate { source: PairingError },
+    #[error("Pairing reports the device as inhibited: credential requests are blocked")]
+    Inhibited,
+    #[error("couldn't generate a key and CSR")]
+    Csr { source: CsrError },
+    #[error("the key generation task failed")]
+    KeyGeneration { source: tokio::task::JoinError },
+    #[error("the certificate issued by Pairing is unusable")]
+    IssuedCertificate { source: CsrError },
+    #[error("the certificate issued by Pairing names {got:?} instead of {expected:?}")]
+    WrongCommonName { expected: String, got: String },
+    #[error(
+        "the certificate issued by Pairing is already due for renewal (not after {not_after_unix}s since 1970): check the device clock"
+    )]
+    CertificateAlreadyDue { not_after_unix: u64 },
+}
+
+impl From<CredentialsError> for ProvisioningError {
+    fn from(source: CredentialsError) -> Self {
+        ProvisioningError::Store { source }
+    }
+}
+
+/// Turns configuration into [`Ready`] credentials, retrying as long as it takes.
+#[derive(Debug)]
+pub struct Provisioner {
+    client: PairingClient,
+    store: FileStore,
+    token_file: Option<PathBuf>,
+    fast: Backoff,
+    slow: Backoff,
+    /// Set when the broker refused the certificate: request a new one even if it looks fine.
+    force_new_certificate: bool,
+    last_phase: Option<Phase>,
+    last_failure: Option<String>,
+}
+
+impl Provisioner {
+    pub fn new(client: PairingClient, store: FileStore, token_file: Option<PathBuf>) -> Self {
+        Provisioner {
+            client,
+            store,
+            token_file,
+            fast: Backoff::new(FAST_BASE, FAST_MAX),
+            slow: Backoff::new(SLOW_BASE, SLOW_MAX),
+            force_new_certificate: false,
+            last_phase: None,
+            last_failure: None,
+        }
+    }
+
+    /// Replaces the retry delays: `fast` for transient failures, `slow` for those needing
+    /// an operator.
+    pub fn with_backoff(mut self, fast: Backoff, slow: Backoff) -> Self {
+        self.fast = fast;
+        self.slow = slow;
+        self
+    }
+
+    pub fn store(&self) -> &FileStore {
+        &self.store
+    }
+
+    /// Loads or obtains credentials, retrying every failure; only cancellation ends it
+    /// without [`Ready`]. `report` hears the first [`Phase`] of this call and every change.
+    pub async fn ensure_credentials(
+        &mut self,
+        report: &(dyn Fn(Phase) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<Ready, ProvisioningError> {
+        self.last_phase = None;
+        loop {
+            let result = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(ProvisioningError::Cancelled),
+                result = self.attempt(report) => result,
+            };
+            let err = match result {
+                Ok(ready) => {
+                    self.fast.reset();
+                    self.slow.reset();
+                    self.last_failure = None;
+                    return Ok(ready);
+                }
+                Err(err) => err,
+            };
+            let secret_path = self.store.secret_path();
+            let context = failure::Context {
+                realm: self.client.realm(),
+                device_id: self.client.device_id(),
+                secret_path: &secret_path,
+                token_file: self.token_file.as_deref(),
+            };
+            let (phase, slow) = context.classify(&err);
+            let delay = if slow {
+                self.slow.next_delay()
+            } else {
+                self.fast.next_delay()
+            };
+            self.log_failure(&err, delay);
+            if let Some(phase) = phase {
+                self.report(report, phase);
+            }
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(ProvisioningError::Cancelled),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Forgets the stored certificate (the broker refused it); the next
+    /// [`Provisioner::ensure_credentials`] requests a new one even if forgetting fails.
+    pub fn invalidate_certificate(&mut self) {
+        self.force_new_certificate = true;
+        if let Err(err) = self.store.forget_certificate() {
+            warn!(error = %failure::chain(&err), "couldn't remove the refused certificate");
+        }
+    }
+
+    async fn attempt(
+        &mut self,
+        report: &(dyn Fn(Phase) + Send + Sync),
+    ) -> Result<Ready, ProvisioningError> {
+        let secret = match self.store.load_secret()? {
+            Some(secret) => secret,
+            None => {
+                let token = self.read_token()?;
+                self.report(report, Phase::Registering);
+                let secret = self
+                    .client
+                    .register(&token)
+                    .await
+                    .map_err(|source| ProvisioningError::Register { source })?;
+                self.store.save_secret(&secret)?;
+                info!("device registered, credentials secret stored");
+                secret
+            }
+        };
+
+        self.report(report, Phase::ObtainingCredentials);
+        let info = self
+            .client
+            .device_info(&secret)
+            .await
+            .map_err(|source| ProvisioningError::DeviceInfo { source })?;
+        if info.status == DeviceStatus::Inhibited {
+            return Err(ProvisioningError::Inhibited);
+        }
+        let (key_pem, cert_pem, cert_info) = match self.stored_certificate()? {
+            Some(stored) => stored,
+            None => self.new_certificate(&secret).await?,
+        };
+        Ok(Ready {
+            secret,
+            key_pem,
+            cert_pem,
+            cert_info,
+            broker: info.broker_url,
+        })
+    }
+
+    fn read_token(&self) -> Result<String, ProvisioningError> {
+        let path = self
+            .token_file
+            .as_ref()
+            .ok_or(ProvisioningError::NoTokenFile)?;
+        let missing = || ProvisioningError::TokenMissing { path: path.clone() };
+        let token = match std::fs::read_to_string(path) {
+            Ok(token) => token,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+            Err(source) => {
+                return Err(ProvisioningError::ReadToken {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(missing());
+        }
+        Ok(token.to_owned())
+    }
+
+    fn common_name(&self) -> String {
+        format!("{}/{}", self.client.realm(), self.client.device_id())
+    }
+
+    /// The stored key and certificate if they belong together, name this device and are
+    /// not due for renewal.
+    fn stored_certificate(
+        &self,
+    ) -> Result<Option<(Secret, String, CertificateInfo)>, ProvisioningError> {
+        if self.force_new_certificate {
+            return Ok(None);
+        }
+        let Some((key, cert)) = self.store.load_certificate()? else {
+            return Ok(None);
+        };
+        let info = match csr::inspect_certificate(&cert, &key) {
+            Ok(info) => info,
+            Err(err) => {
+                info!(error = %failure::chain(&err), "stored certificate unusable, requesting a new one");
+                return Ok(None);
+            }
+        };
+        if info.common_name != self.common_name() {
+            info!(cn = %info.common_name, "stored certificate names another device, requesting a new one");
+            return Ok(None);
+        }
+        if SystemTime::now() >= renew_at(&info) {
+            info!(
+                not_after = unix_secs(info.not_after),
+                "stored certificate is due for renewal"
+            );
+            return Ok(None);
+        }
+        debug!(
+            not_after = unix_secs(info.not_after),
+            "reusing the stored certificate"
+        );
+        Ok(Some((key, cert, info)))
+    }
+
+    async fn new_certificate(
+        &mut self,
+        secret: &CredentialsSecret,
+    ) -> Result<(Secret, String, CertificateInfo), ProvisioningError> {
+        let expected = self.common_name();
+        let cn = expected.clone();
+        let (key, csr) = tokio::task::spawn_blocking(move || csr::generate_key_and_csr(&cn))
+            .await
+            .map_err(|source| ProvisioningError::KeyGeneration { source })?
+            .map_err(|source| ProvisioningError::Csr { source })?;
+        let cert = self
+            .client
+            .request_certificate(secret, &csr)
+            .await
+            .map_err(|source| ProvisioningError::RequestCertificate { source })?;
+        let info = csr::inspect_certificate(&cert, &key)
+            .map_err(|source| ProvisioningError::IssuedCertificate { source })?;
+        if info.common_name != expected {
+            return Err(ProvisioningError::WrongCommonName {
+                expected,
+                got: info.common_name,
+            });
+        }
+        // Pairing revoked the previous certificate: this one is the only one left, keep it.
+        self.store.save_certificate(&key, &cert)?;
+        self.force_new_certificate = false;
+        info!(
+            not_after = unix_secs(info.not_after),
+            "new certificate stored"
+        );
+        if SystemTime::now() >= renew_at(&info) {
+            return Err(ProvisioningError::CertificateAlreadyDue {
+                not_after_unix: unix_secs(info.not_after),
+            });
+        }
+        Ok((key, cert, info))
+    }
+
+    fn report(&mut self, report: &(dyn Fn(Phase) + Send + Sync), phase: Phase) {
+        if self.last_phase.as_ref() != Some(&phase) {
+            self.last_phase = Some(phase.clone());
+            report(phase);
+        }
+    }
+
+    /// Each distinct failure once at `warn`; the same one again only at `debug`.
+    fn log_failure(&mut self, err: &ProvisioningError, delay: Duration) {
+        let text = failure::chain(err);
+        if self.last_failure.as_deref() == Some(text.as_str()) {
+            debug!(error = %text, retry_in = ?delay, "provisioning failed again");
+        } else {
+            warn!(error = %text, retry_in = ?delay, "provisioning failed");
+            self.last_failure = Some(text);
+        }
+    }
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+mod failure;
+#[cfg(test)]
+mod tests;
