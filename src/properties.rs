@@ -140,7 +140,7 @@ impl PropertyStore {
         // Snapshot under the writer lock: the last writer always writes the newest state.
         let bytes = encode_file(&self.lock())?;
         let file = self.file.clone();
-        tokio::task::spawn_blocking(move || write_atomic(&file, &bytes, 0o600).map_err(|source| PropertyStoreError::Write { path: file, source }))
+        tokio::task::spawn_blocking(move || write_atomic(&file, &bytes, 0o600).map_err(|error| PropertyStoreError::Write { path: error.path, source: error.source }))
             .await
             .map_err(|_| PropertyStoreError::Join)?
     }

@@ -3,12 +3,12 @@
 //!
 //! Layout under the store directory:
 //! `credentials/` (0700) with `secret`, `client.key` (PKCS#8 PEM) and `client.crt` (PEM),
-//! all 0600. Every write replaces a file atomically (see [`atomic`]); a crash leaves either
+//! all 0600. Every write replaces a file atomically (see [`crate::fs_atomic`]); a crash leaves either
 //! the old or the new file, and the key is written before the certificate, so a crash between
 //! the two leaves a certificate that does not match its key, which the provisioning flow
 //! detects and replaces.
 
-mod atomic;
+
 mod secret;
 
 use std::fs::{self, DirBuilder};
@@ -67,7 +67,7 @@ impl FileStore {
             })?;
         tighten(&dir, DIR_MODE)?;
         let removed =
-            atomic::remove_leftovers(&dir).map_err(|source| CredentialsError::Remove {
+            crate::fs_atomic::remove_leftovers(&dir).map_err(|source| CredentialsError::Remove {
                 path: dir.clone(),
                 source,
             })?;
@@ -153,7 +153,7 @@ impl FileStore {
     /// Removes the certificate and its key (absent files are fine).
     pub fn forget_certificate(&self) -> Result<(), CredentialsError> {
         for name in [CERT_FILE, KEY_FILE] {
-            atomic::remove_durably(&self.dir.join(name)).map_err(|err| {
+            crate::fs_atomic::remove_durably(&self.dir.join(name)).map_err(|err| {
                 CredentialsError::Remove {
                     path: err.path,
                     source: err.source,
@@ -186,7 +186,7 @@ impl FileStore {
 }
 
 fn tighten(path: &Path, mode: u32) -> Result<(), CredentialsError> {
-    match atomic::tighten_mode(path, mode) {
+    match crate::fs_atomic::tighten_mode(path, mode) {
         Ok(None) => Ok(()),
         Ok(Some(old)) => {
             warn!(
@@ -205,7 +205,7 @@ fn tighten(path: &Path, mode: u32) -> Result<(), CredentialsError> {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CredentialsError> {
-    atomic::write_atomic(path, bytes, FILE_MODE).map_err(|err| CredentialsError::Write {
+    crate::fs_atomic::write_atomic(path, bytes, FILE_MODE).map_err(|err| CredentialsError::Write {
         path: err.path,
         source: err.source,
     })
