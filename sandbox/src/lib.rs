@@ -1,1 +1,39 @@
-//! A local Astarte stand-in for tests and the demo.
+//! A local Astarte stand-in for astarte-agent's end-to-end tests and demo (never shipped).
+//!
+//! [`Sandbox::start`] brings up, on free loopback ports and in its own folder:
+//! a test CA ([`ca`]), mosquitto configured like Astarte's broker ([`broker`]), a Pairing API
+//! server answering like Astarte 1.3/1.4 ([`pairing`]) and, on demand, an [`Observer`] that sees
+//! every message of the realm. Dropping the sandbox kills mosquitto and stops the server.
+//!
+//! | Concern | File |
+//! |---|---|
+//! | CA, certificate issuing and verification | `ca.rs` |
+//! | mosquitto process and config | `broker.rs` |
+//! | reading mosquitto's log | `events.rs` |
+//! | Pairing API | `pairing/` |
+//! | agent JWTs | `token.rs` |
+//! | observer MQTT client | `observer.rs`, `tls.rs` |
+//! | payload decoding | `payload.rs` |
+//! | `sandbox.env` | `env.rs` |
+
+mod broker;
+mod ca;
+mod env;
+mod events;
+mod observer;
+mod pairing;
+mod payload;
+mod sandbox;
+mod tls;
+mod token;
+
+pub use broker::BrokerError;
+pub use ca::{CaError, Identity, TestCa, Verification};
+pub use env::{ENV_FILE, EnvError, TOKEN_FILE, observer_config_from_dir};
+pub use events::{BrokerEvent, LoggedPublish, parse_events};
+pub use observer::{Observed, Observer, ObserverConfig, ObserverError};
+pub use pairing::{DeviceStatus, PairingError, PairingState, RequestRecord, StateError};
+pub use payload::{PayloadError, decode_bson, decode_purge_list, describe, encode_purge_list};
+pub use sandbox::{Sandbox, SandboxError, SandboxOptions};
+pub use tls::{TlsError, client_config};
+pub use token::TokenError;
