@@ -78,9 +78,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(name = dbus::BUS_NAME, "serving on D-Bus");
 
     let roots = tls::trust_anchors(config.ca_file.as_deref())?;
-    let pairing = PairingClient::new(config.pairing_url.clone(), config.realm.clone(), device_id.clone(), tls::http_config(roots.clone()), PAIRING_TIMEOUT)?;
+    let pairing = PairingClient::new(config.pairing_url.clone(), config.realm.clone(), device_id.clone(), tls::http_config(roots.clone())?, PAIRING_TIMEOUT)?;
     let store = FileStore::open(&config.store_dir)?;
-    let provisioner = Provisioner::new(pairing, store, config.pairing_token_file.clone(), config.realm.clone(), device_id.clone());
+    let provisioner = Provisioner::new(pairing, store, config.pairing_token_file.clone());
 
     let (events_tx, events_rx) = mpsc::channel(256);
     let context = SessionContext { topics, registry, properties, queue: queue.clone(), state: state_tx.clone(), server_events: events_tx };

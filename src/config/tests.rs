@@ -63,7 +63,7 @@ fn missing_machine_id_file_is_a_clear_error() {
 #[case::missing_pairing_url("realm = \"test\"", "pairing_url")]
 #[case::bad_bus("realm = \"test\"\npairing_url = \"https://a.example\"\n[dbus]\nbus = \"user\"", "system")]
 #[case::uppercase_realm("realm = \"Test\"\npairing_url = \"https://a.example\"", "realm")]
-#[case::reserved_realm("realm = \"system_x\"\npairing_url = \"https://a.example\"", "reserved")]
+#[case::reserved_realm("realm = \"system\"\npairing_url = \"https://a.example\"", "reserved")]
 #[case::long_realm(&format!("realm = \"{}\"\npairing_url = \"https://a.example\"", "a".repeat(49)), "realm")]
 #[case::bad_device_id("realm = \"test\"\npairing_url = \"https://a.example\"\ndevice_id = \"abc\"", "device_id")]
 #[case::bad_namespace("realm = \"test\"\npairing_url = \"https://a.example\"\ndevice_id_namespace = \"x\"", "device_id_namespace")]

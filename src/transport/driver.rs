@@ -109,8 +109,8 @@ fn is_client_certificate_alert(alert: rustls::AlertDescription) -> bool {
     )
 }
 
-fn find_rustls_error(error: &(dyn std::error::Error + 'static)) -> Option<&rustls::Error> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+fn find_rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(error);
     while let Some(error) = current {
         if let Some(found) = error.downcast_ref::<rustls::Error>() {
             return Some(found);

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -182,7 +182,7 @@ impl Session<'_> {
                 self.acknowledged(ack.pkid);
             }
             Incoming::Publish(publish) => {
-                let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                let topic = publish.topic.clone();
                 let context = self.context;
                 match receive::handle(&context.topics, &context.registry, &context.properties, &topic, &publish.payload).await {
                     Ok(events) => {

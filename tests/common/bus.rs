@@ -33,19 +33,15 @@ impl PrivateBus {
     }
 
     pub async fn connection(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .expect("address parses")
-            .build()
-            .await
-            .expect("connects to the private bus")
+        connect(&self.address).await
     }
 
     /// Resolves when `name` gets an owner on this bus (subscribed before the caller starts
     /// the service, so the change cannot be missed).
     pub fn wait_for_name_owner(&self, name: &'static str) -> impl std::future::Future<Output = ()> + use<> {
-        let connection = self.connection();
+        let address = self.address.clone();
         async move {
-            let connection = connection.await;
+            let connection = connect(&address).await;
             let dbus = DBusProxy::new(&connection).await.expect("dbus proxy");
             let mut changes = dbus.receive_name_owner_changed_with_args(&[(0, name)]).await.expect("subscribe");
             if dbus.name_has_owner(name.try_into().expect("valid name")).await.unwrap_or(false) {
@@ -58,6 +54,14 @@ impl PrivateBus {
             }
         }
     }
+}
+
+async fn connect(address: &str) -> zbus::Connection {
+    zbus::connection::Builder::address(address)
+        .expect("address parses")
+        .build()
+        .await
+        .expect("connects to the private bus")
 }
 
 impl Drop for PrivateBus {

@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 pub use bus::PrivateBus;
-pub use proxy::DeviceProxy;
+pub use proxy::{DataReceivedStream, DeviceProxy};
 
 /// Generous: CI machines are small and tests run in parallel. Never a timing assertion.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
