@@ -48,13 +48,8 @@ pub struct Ready {
     pub cert_pem: String,
     pub cert_info: CertificateInfo,
     pub broker: BrokerUrl,
-}
-
-impl Ready {
     /// When the certificate must be renewed (call `ensure_credentials` again then).
-    pub fn renew_at(&self) -> SystemTime {
-        renew_at(&self.cert_info)
-    }
+    pub renew_at: SystemTime,
 }
 
 /// `not_after - min(RENEW_BEFORE, lifetime / 10)`.
@@ -65,6 +60,18 @@ pub fn renew_at(info: &CertificateInfo) -> SystemTime {
         .unwrap_or_default();
     let window = RENEW_BEFORE.min(lifetime / 10);
     info.not_after.checked_sub(window).unwrap_or(info.not_after)
+}
+
+/// A certificate just issued is used even when Pairing issues short-lived ones that start
+/// inside the renewal window: it is renewed halfway through what is left of it, so a short
+/// lifetime never turns into a request loop.
+pub fn renew_fresh_at(info: &CertificateInfo, now: SystemTime) -> SystemTime {
+    let due = renew_at(info);
+    if due > now {
+        return due;
+    }
+    let left = info.not_after.duration_since(now).unwrap_or_default();
+    now + left / 2
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +106,7 @@ pub enum ProvisioningError {
     #[error("the certificate issued by Pairing names {got:?} instead of {expected:?}")]
     WrongCommonName { expected: String, got: String },
     #[error(
-        "the certificate issued by Pairing is already due for renewal (not after {not_after_unix}s since 1970): check the device clock"
+        "the certificate issued by Pairing has already expired (not after {not_after_unix}s since 1970): check the device clock"
     )]
     CertificateAlreadyDue { not_after_unix: u64 },
 }
@@ -236,9 +243,16 @@ impl Provisioner {
         if info.status == DeviceStatus::Inhibited {
             return Err(ProvisioningError::Inhibited);
         }
-        let (key_pem, cert_pem, cert_info) = match self.stored_certificate()? {
-            Some(stored) => stored,
-            None => self.new_certificate(&secret).await?,
+        let ((key_pem, cert_pem, cert_info), renew) = match self.stored_certificate()? {
+            Some(stored) => {
+                let renew = renew_at(&stored.2);
+                (stored, renew)
+            }
+            None => {
+                let issued = self.new_certificate(&secret).await?;
+                let renew = renew_fresh_at(&issued.2, SystemTime::now());
+                (issued, renew)
+            }
         };
         Ok(Ready {
             secret,
@@ -246,6 +260,7 @@ impl Provisioner {
             cert_pem,
             cert_info,
             broker: info.broker_url,
+            renew_at: renew,
         })
     }
 
@@ -342,7 +357,7 @@ impl Provisioner {
             not_after = unix_secs(info.not_after),
             "new certificate stored"
         );
-        if SystemTime::now() >= renew_at(&info) {
+        if SystemTime::now() >= info.not_after {
             return Err(ProvisioningError::CertificateAlreadyDue {
                 not_after_unix: unix_secs(info.not_after),
             });

@@ -140,7 +140,7 @@ async fn connection_loop(mut provisioner: Provisioner, context: SessionContext, 
                 continue;
             }
         };
-        let endpoint = Endpoint { host: ready.broker.host.clone(), port: ready.broker.port, tls, renew_at: ready.renew_at() };
+        let endpoint = Endpoint { host: ready.broker.host.clone(), port: ready.broker.port, tls, renew_at: ready.renew_at };
         match session::run(&context, endpoint, &cancel).await {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::RenewCertificate | SessionEnd::CertificateRejected => provisioner.invalidate_certificate(),

@@ -87,7 +87,8 @@ async fn a_rejected_token_is_reported_and_the_daemon_keeps_running() {
     let mut agent = env.start_agent().await;
     let proxy = env.proxy().await;
     wait_for_state(&proxy, "credentials-missing", &agent).await;
-    assert_eq!(env.sandbox.pairing().registrations(&env.device_id), 0);
+    assert_eq!(env.sandbox.pairing().status(&env.device_id), None, "nothing registered with a bad token");
+    assert!(agent.log().contains("token"), "the log tells the operator about the token:\n{}", agent.log());
     let status = agent.stop().await;
     assert!(status.success(), "{status:?}");
 }
@@ -111,20 +112,16 @@ async fn broker_restart_is_survived_and_data_sent_meanwhile_arrives() {
 }
 
 #[tokio::test]
-async fn certificate_close_to_expiry_is_renewed() {
-    // A certificate valid for 30 s is inside the renewal window from the start: the agent uses
-    // it, then replaces it before it expires, and reconnects with the new one.
-    let env = TestEnv::with_options(SandboxOptions { certificate_validity: std::time::Duration::from_secs(30), ..SandboxOptions::default() }).await;
+async fn short_lived_certificate_is_renewed_before_it_expires() {
+    // Valid for 30 s (backdated 5 min like CFSSL): inside the renewal window from the start.
+    // The agent uses it, renews it halfway through, and reconnects with the new one.
+    let options = SandboxOptions { certificate_validity: std::time::Duration::from_secs(30), ..SandboxOptions::default() };
+    let env = TestEnv::with_options(options).await;
     let (agent, proxy) = env.start_connected_agent().await;
-    let pairing = env.sandbox.pairing();
-    let renewed = async {
-        while pairing.certificate_requests(&env.device_id) < 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(60), renewed).await.is_err() {
-        panic!("certificate was not renewed:\n{}", agent.log());
-    }
+    assert_eq!(env.sandbox.pairing().certificate_requests(&env.device_id), 1);
+    wait_for_state(&proxy, "obtaining-credentials", &agent).await;
     wait_for_state(&proxy, "connected", &agent).await;
-    assert_eq!(pairing.registrations(&env.device_id), 1);
+    let pairing = env.sandbox.pairing();
+    assert!(pairing.certificate_requests(&env.device_id) >= 2, "renewed:\n{}", agent.log());
+    assert_eq!(pairing.registrations(&env.device_id), 1, "renewal does not register again");
 }

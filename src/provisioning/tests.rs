@@ -481,3 +481,27 @@ async fn each_call_reports_its_first_phase_even_if_unchanged() {
         [Phase::ObtainingCredentials, Phase::ObtainingCredentials]
     );
 }
+
+#[test]
+fn a_fresh_certificate_inside_the_renewal_window_is_used_and_renewed_halfway() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    // 5 minutes backdated, 30 seconds left: the window (lifetime / 10 = 33 s) is already open.
+    let info = CertificateInfo {
+        common_name: "test/x".into(),
+        not_before: now - Duration::from_secs(300),
+        not_after: now + Duration::from_secs(30),
+    };
+    assert!(renew_at(&info) <= now);
+    assert_eq!(renew_fresh_at(&info, now), now + Duration::from_secs(15));
+}
+
+#[test]
+fn a_fresh_certificate_outside_the_window_keeps_the_normal_renewal_time() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let info = CertificateInfo {
+        common_name: "test/x".into(),
+        not_before: now,
+        not_after: now + Duration::from_secs(91 * 24 * 3600),
+    };
+    assert_eq!(renew_fresh_at(&info, now), renew_at(&info));
+}
