@@ -51,7 +51,10 @@ pub fn check_config(path: &Path) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(id) = device_id {
-        println!("configuration OK: realm {}, device {id}, {interfaces} interfaces", config.realm);
+        println!(
+            "configuration OK: realm {}, device {id}, {interfaces} interfaces",
+            config.realm
+        );
     }
     ExitCode::SUCCESS
 }

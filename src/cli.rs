@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::config::DEFAULT_CONFIG_PATH;
 
 #[derive(Debug, Parser)]
-#[command(name = "astarte-agent", version, about = "Connects this device to Astarte and serves a D-Bus API")]
+#[command(
+    name = "astarte-agent",
+    version,
+    about = "Connects this device to Astarte and serves a D-Bus API"
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH)]

@@ -82,7 +82,10 @@ pub enum ConfigError {
     Realm(String),
     #[error("device_id: {0}")]
     DeviceId(#[source] DeviceIdError),
-    #[error("device_id_namespace: expected a UUID such as \"{}\"", device_id::DEFAULT_NAMESPACE)]
+    #[error(
+        "device_id_namespace: expected a UUID such as \"{}\"",
+        device_id::DEFAULT_NAMESPACE
+    )]
     Namespace,
     #[error("pairing_url: {0}")]
     PairingUrl(String),
@@ -185,7 +188,9 @@ fn validate_realm(realm: &str) -> Result<(), ConfigError> {
     }
     // Astarte also reserves `system_*`, which the character set above already excludes.
     if realm == "astarte" || realm == "system" {
-        return Err(ConfigError::Realm(format!("{realm:?} is reserved by Astarte")));
+        return Err(ConfigError::Realm(format!(
+            "{realm:?} is reserved by Astarte"
+        )));
     }
     Ok(())
 }

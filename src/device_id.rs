@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use base64::Engine;
 use base64::alphabet::URL_SAFE;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 /// Namespace used to derive a device ID from `/etc/machine-id` when the configuration sets none.
@@ -31,7 +31,9 @@ pub enum DeviceIdError {
     WrongLength(usize),
     #[error("a device ID uses only A-Z a-z 0-9 - _ (base64url without padding)")]
     NotBase64Url,
-    #[error("not in canonical form: the last character must encode zero trailing bits (did you mean {0}?)")]
+    #[error(
+        "not in canonical form: the last character must encode zero trailing bits (did you mean {0}?)"
+    )]
     NotCanonical(String),
 }
 
@@ -57,9 +59,7 @@ impl FromStr for DeviceId {
         let bytes = LENIENT_DECODER
             .decode(text)
             .map_err(|_| DeviceIdError::NotBase64Url)?;
-        let raw: [u8; 16] = bytes
-            .try_into()
-            .map_err(|_| DeviceIdError::NotBase64Url)?;
+        let raw: [u8; 16] = bytes.try_into().map_err(|_| DeviceIdError::NotBase64Url)?;
         let id = DeviceId(raw);
         // Astarte re-encodes IDs for topics and certificate CNs: only the canonical spelling matches.
         if id.to_string() != text {
@@ -87,15 +87,26 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case("f79ad91f-c638-4889-ae74-9d001a3b4cf8", "myidentifierdata", "AJInS0w3VpWpuOqkXhgZdA")]
-    #[case("b068931c-c450-342b-a3f5-b3d276ea4297", "0099112233", "dvt9mLDaWb2vW7bdBJwKCg")]
+    #[case(
+        "f79ad91f-c638-4889-ae74-9d001a3b4cf8",
+        "myidentifierdata",
+        "AJInS0w3VpWpuOqkXhgZdA"
+    )]
+    #[case(
+        "b068931c-c450-342b-a3f5-b3d276ea4297",
+        "0099112233",
+        "dvt9mLDaWb2vW7bdBJwKCg"
+    )]
     fn uuid_v5_derivation_matches_astarte_sdk_vectors(
         #[case] namespace: &str,
         #[case] name: &str,
         #[case] expected: &str,
     ) {
         let namespace = Uuid::parse_str(namespace).unwrap();
-        assert_eq!(DeviceId::derive(namespace, name.as_bytes()).to_string(), expected);
+        assert_eq!(
+            DeviceId::derive(namespace, name.as_bytes()).to_string(),
+            expected
+        );
     }
 
     #[test]
@@ -108,7 +119,10 @@ mod tests {
     #[test]
     fn canonical_id_round_trips() {
         let id: DeviceId = "V_zv6ThCCtXWveQ8mPjsKg".parse().unwrap();
-        assert_eq!(id.0, *b"\x57\xfc\xef\xe9\x38\x42\x0a\xd5\xd6\xbd\xe4\x3c\x98\xf8\xec\x2a");
+        assert_eq!(
+            id.0,
+            *b"\x57\xfc\xef\xe9\x38\x42\x0a\xd5\xd6\xbd\xe4\x3c\x98\xf8\xec\x2a"
+        );
         assert_eq!(id.to_string(), "V_zv6ThCCtXWveQ8mPjsKg");
     }
 

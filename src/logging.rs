@@ -13,11 +13,17 @@ pub fn init() {
     // systemd sets JOURNAL_STREAM when stderr goes to the journal: then write native entries.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
-            registry.with(journald.with_syslog_identifier("astarte-agent".into())).init();
+            registry
+                .with(journald.with_syslog_identifier("astarte-agent".into()))
+                .init();
             return;
         }
     }
     registry
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
         .init();
 }

@@ -23,7 +23,10 @@ fn run_daemon(cli: &Cli) -> ExitCode {
         }
     };
     // One thread keeps RSS small; blocking work (files, key generation) goes to tokio's pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "couldn't start the async runtime");

@@ -62,7 +62,10 @@ impl PropertyStore {
     /// Loads the store, dropping entries whose interface (name and major) or mapping is gone.
     /// An unreadable or corrupt file is logged and treated as empty: the server's state is then
     /// re-synchronised by the full handshake.
-    pub fn load(store_dir: &Path, registry: &Registry) -> Result<PropertyStore, PropertyStoreError> {
+    pub fn load(
+        store_dir: &Path,
+        registry: &Registry,
+    ) -> Result<PropertyStore, PropertyStoreError> {
         let file = store_dir.join(PROPERTIES_FILE);
         let values = match std::fs::read(&file) {
             Ok(bytes) => decode_file(&bytes, registry).unwrap_or_else(|reason| {
@@ -80,21 +83,39 @@ impl PropertyStore {
     }
 
     pub fn get(&self, interface: &str, path: &str) -> Option<AstarteValue> {
-        let key = PropertyKey { interface: interface.into(), path: path.into() };
+        let key = PropertyKey {
+            interface: interface.into(),
+            path: path.into(),
+        };
         self.lock().get(&key).map(|stored| stored.value.clone())
     }
 
     /// Stores a value and persists it before returning.
-    pub async fn set(&self, interface: &Interface, path: &str, value: AstarteValue) -> Result<(), PropertyStoreError> {
-        let key = PropertyKey { interface: interface.name.clone(), path: path.into() };
-        let stored = Stored { ownership: interface.ownership, major: interface.version_major, value };
+    pub async fn set(
+        &self,
+        interface: &Interface,
+        path: &str,
+        value: AstarteValue,
+    ) -> Result<(), PropertyStoreError> {
+        let key = PropertyKey {
+            interface: interface.name.clone(),
+            path: path.into(),
+        };
+        let stored = Stored {
+            ownership: interface.ownership,
+            major: interface.version_major,
+            value,
+        };
         self.lock().insert(key, stored);
         self.persist().await
     }
 
     /// Removes a value and persists the removal; returns whether it was set.
     pub async fn unset(&self, interface: &str, path: &str) -> Result<bool, PropertyStoreError> {
-        let key = PropertyKey { interface: interface.into(), path: path.into() };
+        let key = PropertyKey {
+            interface: interface.into(),
+            path: path.into(),
+        };
         let existed = self.lock().remove(&key).is_some();
         if existed {
             self.persist().await?;
@@ -113,7 +134,10 @@ impl PropertyStore {
 
     /// Applies Astarte's consumer purge list: server-owned values not listed are removed.
     /// Returns the removed keys.
-    pub async fn retain_server_owned(&self, listed: &HashSet<String>) -> Result<Vec<PropertyKey>, PropertyStoreError> {
+    pub async fn retain_server_owned(
+        &self,
+        listed: &HashSet<String>,
+    ) -> Result<Vec<PropertyKey>, PropertyStoreError> {
         let removed: Vec<PropertyKey> = {
             let mut values = self.lock();
             let removed: Vec<PropertyKey> = values
@@ -140,13 +164,20 @@ impl PropertyStore {
         // Snapshot under the writer lock: the last writer always writes the newest state.
         let bytes = encode_file(&self.lock())?;
         let file = self.file.clone();
-        tokio::task::spawn_blocking(move || write_atomic(&file, &bytes, 0o600).map_err(|error| PropertyStoreError::Write { path: error.path, source: error.source }))
-            .await
-            .map_err(|_| PropertyStoreError::Join)?
+        tokio::task::spawn_blocking(move || {
+            write_atomic(&file, &bytes, 0o600).map_err(|error| PropertyStoreError::Write {
+                path: error.path,
+                source: error.source,
+            })
+        })
+        .await
+        .map_err(|_| PropertyStoreError::Join)?
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PropertyKey, Stored>> {
-        self.values.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -155,7 +186,8 @@ impl PropertyStore {
 fn encode_file(values: &BTreeMap<PropertyKey, Stored>) -> Result<Vec<u8>, PropertyStoreError> {
     let mut entries = Vec::with_capacity(values.len());
     for (key, stored) in values {
-        let payload = payload::encode_individual(&stored.value, None).map_err(PropertyStoreError::Encode)?;
+        let payload =
+            payload::encode_individual(&stored.value, None).map_err(PropertyStoreError::Encode)?;
         entries.push(Bson::Document(doc! {
             "o": match stored.ownership { Ownership::Device => "device", Ownership::Server => "server" },
             "i": key.interface.as_str(),
@@ -165,15 +197,21 @@ fn encode_file(values: &BTreeMap<PropertyKey, Stored>) -> Result<Vec<u8>, Proper
         }));
     }
     let document = doc! { "version": 1, "properties": entries };
-    document.to_vec().map_err(|error| PropertyStoreError::Encode(payload::PayloadError::Encode(error)))
+    document
+        .to_vec()
+        .map_err(|error| PropertyStoreError::Encode(payload::PayloadError::Encode(error)))
 }
 
 fn decode_file(bytes: &[u8], registry: &Registry) -> Result<BTreeMap<PropertyKey, Stored>, String> {
     let document = Document::from_reader(bytes).map_err(|error| error.to_string())?;
-    let entries = document.get_array("properties").map_err(|error| error.to_string())?;
+    let entries = document
+        .get_array("properties")
+        .map_err(|error| error.to_string())?;
     let mut values = BTreeMap::new();
     for entry in entries {
-        let Some(entry) = entry.as_document() else { continue };
+        let Some(entry) = entry.as_document() else {
+            continue;
+        };
         match decode_entry(entry, registry) {
             Ok((key, stored)) => {
                 values.insert(key, stored);
@@ -189,13 +227,26 @@ fn decode_entry(entry: &Document, registry: &Registry) -> Result<(PropertyKey, S
     let interface_name = text("i")?;
     let path = text("p")?;
     let major = entry.get_i64("m").map_err(|error| error.to_string())?;
-    let payload = entry.get_binary_generic("v").map_err(|error| error.to_string())?;
+    let payload = entry
+        .get_binary_generic("v")
+        .map_err(|error| error.to_string())?;
     let interface = registry
         .get(interface_name)
         .filter(|interface| i64::from(interface.version_major) == major)
         .ok_or_else(|| format!("{interface_name} v{major} is no longer installed"))?;
     let mapping = interface.mapping(path).map_err(|error| error.to_string())?;
-    let received = payload::decode_individual(payload, mapping.mapping_type).map_err(|error| error.to_string())?;
-    let key = PropertyKey { interface: interface_name.into(), path: path.into() };
-    Ok((key, Stored { ownership: interface.ownership, major: interface.version_major, value: received.value }))
+    let received = payload::decode_individual(payload, mapping.mapping_type)
+        .map_err(|error| error.to_string())?;
+    let key = PropertyKey {
+        interface: interface_name.into(),
+        path: path.into(),
+    };
+    Ok((
+        key,
+        Stored {
+            ownership: interface.ownership,
+            major: interface.version_major,
+            value: received.value,
+        },
+    ))
 }

@@ -47,7 +47,9 @@ pub struct NewMessage {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueueError {
-    #[error("the outgoing queue is full ({messages} messages, {bytes} bytes): the device has been offline too long; retry later")]
+    #[error(
+        "the outgoing queue is full ({messages} messages, {bytes} bytes): the device has been offline too long; retry later"
+    )]
     Full { messages: usize, bytes: usize },
 }
 
@@ -135,7 +137,11 @@ impl Queue {
         let mut inner = self.lock();
         let before = inner.messages.len();
         inner.messages.retain(|message| !message.is_property);
-        inner.bytes = inner.messages.iter().map(|message| message.payload.len()).sum();
+        inner.bytes = inner
+            .messages
+            .iter()
+            .map(|message| message.payload.len())
+            .sum();
         before - inner.messages.len()
     }
 
@@ -146,7 +152,11 @@ impl Queue {
         inner
             .messages
             .retain(|message| message.is_property || message.retention != Retention::Discard);
-        inner.bytes = inner.messages.iter().map(|message| message.payload.len()).sum();
+        inner.bytes = inner
+            .messages
+            .iter()
+            .map(|message| message.payload.len())
+            .sum();
         before - inner.messages.len()
     }
 
@@ -165,7 +175,9 @@ impl Queue {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A poisoned lock only means another thread panicked mid-update of plain data; keep going.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -190,10 +202,14 @@ mod tests {
     fn messages_leave_in_the_order_they_were_accepted() {
         let queue = Queue::new();
         for name in ["a", "b", "c"] {
-            queue.push(message(name, Retention::Volatile, false)).unwrap();
+            queue
+                .push(message(name, Retention::Volatile, false))
+                .unwrap();
         }
         let now = Instant::now();
-        let order: Vec<_> = std::iter::from_fn(|| queue.pop(now)).map(|m| m.interface).collect();
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop(now))
+            .map(|m| m.interface)
+            .collect();
         assert_eq!(order, ["a", "b", "c"]);
     }
 
@@ -201,13 +217,17 @@ mod tests {
     fn requeued_messages_go_back_ahead_of_newer_ones_in_original_order() {
         let queue = Queue::new();
         for name in ["a", "b", "c", "d"] {
-            queue.push(message(name, Retention::Volatile, false)).unwrap();
+            queue
+                .push(message(name, Retention::Volatile, false))
+                .unwrap();
         }
         let now = Instant::now();
         let a = queue.pop(now).unwrap();
         let b = queue.pop(now).unwrap();
         queue.requeue_front(vec![b, a]);
-        let order: Vec<_> = std::iter::from_fn(|| queue.pop(now)).map(|m| m.interface).collect();
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop(now))
+            .map(|m| m.interface)
+            .collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
     }
 
@@ -218,8 +238,13 @@ mod tests {
         let mut old = message("old", Retention::Volatile, false);
         old.expires_at = Some(now);
         queue.push(old).unwrap();
-        queue.push(message("fresh", Retention::Volatile, false)).unwrap();
-        assert_eq!(queue.pop(now + Duration::from_millis(1)).unwrap().interface, "fresh");
+        queue
+            .push(message("fresh", Retention::Volatile, false))
+            .unwrap();
+        assert_eq!(
+            queue.pop(now + Duration::from_millis(1)).unwrap().interface,
+            "fresh"
+        );
     }
 
     #[test]
@@ -228,7 +253,9 @@ mod tests {
         let mut big = message("big", Retention::Volatile, false);
         big.payload = vec![0; MAX_QUEUED_BYTES];
         queue.push(big).unwrap();
-        let error = queue.push(message("more", Retention::Volatile, false)).unwrap_err();
+        let error = queue
+            .push(message("more", Retention::Volatile, false))
+            .unwrap_err();
         assert!(matches!(error, QueueError::Full { messages: 1, .. }));
         assert_eq!(queue.len(), 1);
     }
@@ -236,8 +263,12 @@ mod tests {
     #[test]
     fn full_handshake_drops_only_property_messages() {
         let queue = Queue::new();
-        queue.push(message("prop", Retention::Discard, true)).unwrap();
-        queue.push(message("data", Retention::Volatile, false)).unwrap();
+        queue
+            .push(message("prop", Retention::Discard, true))
+            .unwrap();
+        queue
+            .push(message("data", Retention::Volatile, false))
+            .unwrap();
         assert_eq!(queue.drop_properties(), 1);
         assert_eq!(queue.pop(Instant::now()).unwrap().interface, "data");
     }
@@ -245,9 +276,15 @@ mod tests {
     #[test]
     fn discard_retention_is_dropped_when_offline_but_properties_are_kept() {
         let queue = Queue::new();
-        queue.push(message("gone", Retention::Discard, false)).unwrap();
-        queue.push(message("prop", Retention::Discard, true)).unwrap();
-        queue.push(message("kept", Retention::Stored, false)).unwrap();
+        queue
+            .push(message("gone", Retention::Discard, false))
+            .unwrap();
+        queue
+            .push(message("prop", Retention::Discard, true))
+            .unwrap();
+        queue
+            .push(message("kept", Retention::Stored, false))
+            .unwrap();
         assert_eq!(queue.drop_discardable(), 1);
         assert_eq!(queue.len(), 2);
     }

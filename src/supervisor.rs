@@ -38,7 +38,11 @@ pub enum StartError {
     #[error("couldn't read the interfaces directory")]
     Interfaces(#[from] crate::interface::registry::RegistryError),
     #[error("couldn't create the store directory {path}")]
-    StoreDir { path: std::path::PathBuf, #[source] source: std::io::Error },
+    StoreDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Properties(#[from] crate::properties::PropertyStoreError),
     #[error(transparent)]
@@ -47,7 +51,9 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Pairing(#[from] crate::pairing::PairingError),
-    #[error("couldn't serve on D-Bus (is another astarte-agent running, and does the bus policy allow the name org.astarte_platform.Agent1?)")]
+    #[error(
+        "couldn't serve on D-Bus (is another astarte-agent running, and does the bus policy allow the name org.astarte_platform.Agent1?)"
+    )]
     Dbus(#[from] zbus::Error),
     #[error("a task failed: {0}")]
     Task(String),
@@ -68,29 +74,67 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (state_tx, state_rx) = watch::channel(AgentState::Starting);
     let topics = Topics::new(&config.realm, &device_id);
 
-    let api = Arc::new(DeviceApi::new(registry.clone(), properties.clone(), queue.clone(), topics.clone(), state_rx.clone()));
-    let service = DeviceService::new(api, device_id.clone(), config.realm.clone(), state_rx.clone());
+    let api = Arc::new(DeviceApi::new(
+        registry.clone(),
+        properties.clone(),
+        queue.clone(),
+        topics.clone(),
+        state_rx.clone(),
+    ));
+    let service = DeviceService::new(
+        api,
+        device_id.clone(),
+        config.realm.clone(),
+        state_rx.clone(),
+    );
     let builder = match config.bus {
         BusKind::System => zbus::connection::Builder::system()?,
         BusKind::Session => zbus::connection::Builder::session()?,
     };
-    let connection = builder.name(dbus::BUS_NAME)?.serve_at(dbus::OBJECT_PATH, service)?.build().await?;
+    let connection = builder
+        .name(dbus::BUS_NAME)?
+        .serve_at(dbus::OBJECT_PATH, service)?
+        .build()
+        .await?;
     tracing::info!(name = dbus::BUS_NAME, "serving on D-Bus");
 
     let roots = tls::trust_anchors(config.ca_file.as_deref())?;
-    let pairing = PairingClient::new(config.pairing_url.clone(), config.realm.clone(), device_id.clone(), tls::http_config(roots.clone())?, PAIRING_TIMEOUT)?;
+    let pairing = PairingClient::new(
+        config.pairing_url.clone(),
+        config.realm.clone(),
+        device_id.clone(),
+        tls::http_config(roots.clone())?,
+        PAIRING_TIMEOUT,
+    )?;
     let store = FileStore::open(&config.store_dir)?;
     let provisioner = Provisioner::new(pairing, store, config.pairing_token_file.clone());
 
     let (events_tx, events_rx) = mpsc::channel(256);
-    let context = SessionContext { topics, registry, properties, queue: queue.clone(), state: state_tx.clone(), server_events: events_tx };
+    let context = SessionContext {
+        topics,
+        registry,
+        properties,
+        queue: queue.clone(),
+        state: state_tx.clone(),
+        server_events: events_tx,
+    };
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(report_to_systemd(state_rx.clone(), cancel.clone()));
     let forward = dbus::signals::forward(connection.clone(), events_rx, state_rx, cancel.clone());
-    tasks.spawn(async move { forward.await.map_err(|error| format!("D-Bus signals: {error}")) });
-    tasks.spawn(connection_loop(provisioner, context, roots, state_tx, cancel.clone()));
+    tasks.spawn(async move {
+        forward
+            .await
+            .map_err(|error| format!("D-Bus signals: {error}"))
+    });
+    tasks.spawn(connection_loop(
+        provisioner,
+        context,
+        roots,
+        state_tx,
+        cancel.clone(),
+    ));
     notify("READY=1");
 
     let outcome = tokio::select! {
@@ -103,19 +147,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     notify("STOPPING=1");
     cancel.cancel();
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
         tracing::warn!("some tasks did not stop in time");
         tasks.abort_all();
     }
     if !queue.is_empty() {
-        tracing::warn!(messages = queue.len(), "stopping with unsent messages held in memory; they are lost");
+        tracing::warn!(
+            messages = queue.len(),
+            "stopping with unsent messages held in memory; they are lost"
+        );
     }
     drop(connection);
     outcome
 }
 
 /// Provisions credentials and runs sessions until cancelled.
-async fn connection_loop(mut provisioner: Provisioner, context: SessionContext, roots: Arc<rustls::RootCertStore>, state: StateTx, cancel: CancellationToken) -> Result<(), String> {
+async fn connection_loop(
+    mut provisioner: Provisioner,
+    context: SessionContext,
+    roots: Arc<rustls::RootCertStore>,
+    state: StateTx,
+    cancel: CancellationToken,
+) -> Result<(), String> {
     let report = |phase: Phase| {
         let next = match phase {
             Phase::Registering => AgentState::Registering,
@@ -140,10 +198,17 @@ async fn connection_loop(mut provisioner: Provisioner, context: SessionContext, 
                 continue;
             }
         };
-        let endpoint = Endpoint { host: ready.broker.host.clone(), port: ready.broker.port, tls, renew_at: ready.renew_at };
+        let endpoint = Endpoint {
+            host: ready.broker.host.clone(),
+            port: ready.broker.port,
+            tls,
+            renew_at: ready.renew_at,
+        };
         match session::run(&context, endpoint, &cancel).await {
             SessionEnd::Shutdown => return Ok(()),
-            SessionEnd::RenewCertificate | SessionEnd::CertificateRejected => provisioner.invalidate_certificate(),
+            SessionEnd::RenewCertificate | SessionEnd::CertificateRejected => {
+                provisioner.invalidate_certificate()
+            }
         }
     }
 }
@@ -165,5 +230,8 @@ fn create_store_dir(path: &Path) -> Result<(), StartError> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|source| StartError::StoreDir { path: path.to_owned(), source })
+        .map_err(|source| StartError::StoreDir {
+            path: path.to_owned(),
+            source,
+        })
 }

@@ -26,8 +26,16 @@ async fn check_config_reports_each_bad_interface_file_and_fails() {
     assert!(!output.status.success());
     let lines: Vec<&str> = output.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "one line per problem: {lines:?}");
-    assert!(lines.iter().any(|line| line.contains("broken.json")), "{lines:?}");
-    assert!(lines.iter().any(|line| line.contains("reserved.json") && line.contains("control")), "{lines:?}");
+    assert!(
+        lines.iter().any(|line| line.contains("broken.json")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("reserved.json") && line.contains("control")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
@@ -36,7 +44,11 @@ async fn check_config_names_an_unknown_key() {
     env.write_config("pairing_tokn_file = \"/x\"");
     let output = env.cli(&["check-config"]).await;
     assert!(!output.status.success());
-    assert!(output.stderr.contains("pairing_tokn_file"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("pairing_tokn_file"),
+        "{}",
+        output.stderr
+    );
 }
 
 #[tokio::test]
@@ -56,5 +68,9 @@ async fn daemon_skips_an_invalid_interface_file_and_serves_the_others() {
     std::fs::write(env.path("interfaces/broken.json"), "[]").unwrap();
     let (agent, proxy) = env.start_connected_agent().await;
     assert_eq!(proxy.interfaces().await.unwrap().len(), 6);
-    assert!(agent.log().contains("broken.json"), "the operator learns which file: {}", agent.log());
+    assert!(
+        agent.log().contains("broken.json"),
+        "the operator learns which file: {}",
+        agent.log()
+    );
 }

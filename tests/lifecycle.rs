@@ -13,15 +13,30 @@ async fn restart_reuses_credentials_and_resends_device_properties() {
     let env = TestEnv::new().await;
     let mut observer = env.observer().await;
     let (mut agent, proxy) = env.start_connected_agent().await;
-    proxy.set_property(DEVICE_PROPERTIES, "/name", &Value::from("pump-7")).await.unwrap();
+    proxy
+        .set_property(DEVICE_PROPERTIES, "/name", &Value::from("pump-7"))
+        .await
+        .unwrap();
     observed(&mut observer, &env.topic(DEVICE_PROPERTIES, "/name")).await;
     let status = agent.stop().await;
-    assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", agent.log());
+    assert!(
+        status.success(),
+        "SIGTERM exits 0: {status:?}\n{}",
+        agent.log()
+    );
 
     let (_agent, proxy) = env.start_connected_agent().await;
     let pairing = env.sandbox.pairing();
-    assert_eq!(pairing.registrations(&env.device_id), 1, "no second registration");
-    assert_eq!(pairing.certificate_requests(&env.device_id), 1, "no second certificate");
+    assert_eq!(
+        pairing.registrations(&env.device_id),
+        1,
+        "no second registration"
+    );
+    assert_eq!(
+        pairing.certificate_requests(&env.device_id),
+        1,
+        "no second certificate"
+    );
 
     // The second handshake lists the stored property and resends its value.
     let purge_topic = format!("{}/control/producer/properties", env.base_topic());
@@ -30,8 +45,20 @@ async fn restart_reuses_credentials_and_resends_device_properties() {
     let listed = astarte_sandbox::decode_purge_list(&second_purge.payload).unwrap();
     assert_eq!(listed, [format!("{DEVICE_PROPERTIES}/name")]);
     let resent = observed(&mut observer, &env.topic(DEVICE_PROPERTIES, "/name")).await;
-    assert_eq!(astarte_sandbox::decode_bson(&resent.payload).unwrap().get_str("v").unwrap(), "pump-7");
-    assert_eq!(proxy.get_property(DEVICE_PROPERTIES, "/name").await.unwrap(), zbus::zvariant::OwnedValue::try_from(Value::from("pump-7")).unwrap());
+    assert_eq!(
+        astarte_sandbox::decode_bson(&resent.payload)
+            .unwrap()
+            .get_str("v")
+            .unwrap(),
+        "pump-7"
+    );
+    assert_eq!(
+        proxy
+            .get_property(DEVICE_PROPERTIES, "/name")
+            .await
+            .unwrap(),
+        zbus::zvariant::OwnedValue::try_from(Value::from("pump-7")).unwrap()
+    );
 }
 
 #[tokio::test]
@@ -56,7 +83,11 @@ async fn credentials_files_are_private() {
         files += 1;
     }
     assert!(files >= 3, "secret, key and certificate are stored");
-    let mode = std::fs::metadata(&credentials).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&credentials)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700);
 }
 
@@ -87,27 +118,50 @@ async fn a_rejected_token_is_reported_and_the_daemon_keeps_running() {
     let mut agent = env.start_agent().await;
     let proxy = env.proxy().await;
     wait_for_state(&proxy, "credentials-missing", &agent).await;
-    assert_eq!(env.sandbox.pairing().status(&env.device_id), None, "nothing registered with a bad token");
-    assert!(agent.log().contains("token"), "the log tells the operator about the token:\n{}", agent.log());
+    assert_eq!(
+        env.sandbox.pairing().status(&env.device_id),
+        None,
+        "nothing registered with a bad token"
+    );
+    assert!(
+        agent.log().contains("token"),
+        "the log tells the operator about the token:\n{}",
+        agent.log()
+    );
     let status = agent.stop().await;
     assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]
 async fn broker_restart_is_survived_and_data_sent_meanwhile_arrives() {
-    let mut env = TestEnv::with_options(SandboxOptions { broker_persistence: true, ..SandboxOptions::default() }).await;
+    let mut env = TestEnv::with_options(SandboxOptions {
+        broker_persistence: true,
+        ..SandboxOptions::default()
+    })
+    .await;
     let (agent, proxy) = env.start_connected_agent().await;
     env.sandbox.stop_broker().await;
     wait_for_state(&proxy, "disconnected", &agent).await;
-    proxy.send(DEVICE_DATASTREAM, "/qos/unique", &Value::I32(41)).await.unwrap();
-    proxy.send(DEVICE_DATASTREAM, "/qos/unique", &Value::I32(42)).await.unwrap();
+    proxy
+        .send(DEVICE_DATASTREAM, "/qos/unique", &Value::I32(41))
+        .await
+        .unwrap();
+    proxy
+        .send(DEVICE_DATASTREAM, "/qos/unique", &Value::I32(42))
+        .await
+        .unwrap();
     env.sandbox.start_broker().await.unwrap();
     let mut observer = env.observer().await;
     wait_for_state(&proxy, "connected", &agent).await;
     let topic = env.topic(DEVICE_DATASTREAM, "/qos/unique");
     let first = observed(&mut observer, &topic).await;
     let second = observed(&mut observer, &topic).await;
-    let value = |payload: &[u8]| astarte_sandbox::decode_bson(payload).unwrap().get_i32("v").unwrap();
+    let value = |payload: &[u8]| {
+        astarte_sandbox::decode_bson(payload)
+            .unwrap()
+            .get_i32("v")
+            .unwrap()
+    };
     assert_eq!((value(&first.payload), value(&second.payload)), (41, 42));
 }
 
@@ -115,13 +169,27 @@ async fn broker_restart_is_survived_and_data_sent_meanwhile_arrives() {
 async fn short_lived_certificate_is_renewed_before_it_expires() {
     // Valid for 30 s (backdated 5 min like CFSSL): inside the renewal window from the start.
     // The agent uses it, renews it halfway through, and reconnects with the new one.
-    let options = SandboxOptions { certificate_validity: std::time::Duration::from_secs(30), ..SandboxOptions::default() };
+    let options = SandboxOptions {
+        certificate_validity: std::time::Duration::from_secs(30),
+        ..SandboxOptions::default()
+    };
     let env = TestEnv::with_options(options).await;
     let (agent, proxy) = env.start_connected_agent().await;
-    assert_eq!(env.sandbox.pairing().certificate_requests(&env.device_id), 1);
+    assert_eq!(
+        env.sandbox.pairing().certificate_requests(&env.device_id),
+        1
+    );
     wait_for_state(&proxy, "obtaining-credentials", &agent).await;
     wait_for_state(&proxy, "connected", &agent).await;
     let pairing = env.sandbox.pairing();
-    assert!(pairing.certificate_requests(&env.device_id) >= 2, "renewed:\n{}", agent.log());
-    assert_eq!(pairing.registrations(&env.device_id), 1, "renewal does not register again");
+    assert!(
+        pairing.certificate_requests(&env.device_id) >= 2,
+        "renewed:\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        pairing.registrations(&env.device_id),
+        1,
+        "renewal does not register again"
+    );
 }

@@ -5,6 +5,7 @@ mod common;
 
 use astarte_sandbox::BrokerEvent;
 use bson::doc;
+use common::proxy::DataReceivedStream;
 use common::*;
 use futures_util::StreamExt;
 use zbus::zvariant::{OwnedValue, Value};
@@ -14,9 +15,17 @@ fn bson(document: bson::Document) -> Vec<u8> {
 }
 
 async fn next_data(stream: &mut DataReceivedStream) -> (String, String, OwnedValue, i64) {
-    let signal = tokio::time::timeout(TIMEOUT, stream.next()).await.expect("signal in time").expect("stream open");
+    let signal = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .expect("signal in time")
+        .expect("stream open");
     let args = signal.args().unwrap();
-    (args.interface.clone(), args.path.clone(), args.value.try_clone().unwrap(), args.timestamp_ms)
+    (
+        args.interface.clone(),
+        args.path.clone(),
+        args.value.try_clone().unwrap(),
+        args.timestamp_ms,
+    )
 }
 
 #[tokio::test]
@@ -26,14 +35,31 @@ async fn server_datastream_arrives_as_a_data_received_signal() {
     let (_agent, proxy) = env.start_connected_agent().await;
     let mut signals = proxy.receive_data_received().await.unwrap();
 
-    observer.publish(&env.topic(SERVER_DATASTREAM, "/lamp/command"), bson(doc! {"v": "on"}), 2).await.unwrap();
+    observer
+        .publish(
+            &env.topic(SERVER_DATASTREAM, "/lamp/command"),
+            bson(doc! {"v": "on"}),
+            2,
+        )
+        .await
+        .unwrap();
     let (interface, path, value, _) = next_data(&mut signals).await;
-    assert_eq!((interface.as_str(), path.as_str()), (SERVER_DATASTREAM, "/lamp/command"));
+    assert_eq!(
+        (interface.as_str(), path.as_str()),
+        (SERVER_DATASTREAM, "/lamp/command")
+    );
     assert_eq!(value, OwnedValue::try_from(Value::from("on")).unwrap());
 
     // Astarte may send a small longinteger as int32, and t as a datetime.
     let t = bson::DateTime::from_millis(1_700_000_000_000);
-    observer.publish(&env.topic(SERVER_DATASTREAM, "/lamp/total"), bson(doc! {"v": 42i32, "t": t}), 2).await.unwrap();
+    observer
+        .publish(
+            &env.topic(SERVER_DATASTREAM, "/lamp/total"),
+            bson(doc! {"v": 42i32, "t": t}),
+            2,
+        )
+        .await
+        .unwrap();
     let (_, path, value, timestamp) = next_data(&mut signals).await;
     assert_eq!(path, "/lamp/total");
     assert_eq!(value, OwnedValue::from(42i64));
@@ -46,7 +72,14 @@ async fn server_object_arrives_as_a_dictionary() {
     let observer = env.observer().await;
     let (_agent, proxy) = env.start_connected_agent().await;
     let mut signals = proxy.receive_data_received().await.unwrap();
-    observer.publish(&env.topic(SERVER_OBJECT, "/k"), bson(doc! {"v": {"a": 1.5, "b": "x"}}), 2).await.unwrap();
+    observer
+        .publish(
+            &env.topic(SERVER_OBJECT, "/k"),
+            bson(doc! {"v": {"a": 1.5, "b": "x"}}),
+            2,
+        )
+        .await
+        .unwrap();
     let (interface, path, value, _) = next_data(&mut signals).await;
     assert_eq!((interface.as_str(), path.as_str()), (SERVER_OBJECT, "/k"));
     let object: std::collections::HashMap<String, OwnedValue> = value.try_into().unwrap();
@@ -63,15 +96,37 @@ async fn server_property_is_signalled_stored_and_unset() {
     let mut unsets = proxy.receive_property_unset().await.unwrap();
     let topic = env.topic(SERVER_PROPERTIES, "/led/3/enabled");
 
-    observer.publish(&topic, bson(doc! {"v": true}), 2).await.unwrap();
+    observer
+        .publish(&topic, bson(doc! {"v": true}), 2)
+        .await
+        .unwrap();
     let (_, path, value, _) = next_data(&mut data).await;
-    assert_eq!((path.as_str(), value), ("/led/3/enabled", OwnedValue::from(true)));
-    assert_eq!(proxy.get_property(SERVER_PROPERTIES, "/led/3/enabled").await.unwrap(), OwnedValue::from(true));
+    assert_eq!(
+        (path.as_str(), value),
+        ("/led/3/enabled", OwnedValue::from(true))
+    );
+    assert_eq!(
+        proxy
+            .get_property(SERVER_PROPERTIES, "/led/3/enabled")
+            .await
+            .unwrap(),
+        OwnedValue::from(true)
+    );
 
     observer.publish(&topic, Vec::new(), 2).await.unwrap();
-    let unset = tokio::time::timeout(TIMEOUT, unsets.next()).await.unwrap().unwrap();
+    let unset = tokio::time::timeout(TIMEOUT, unsets.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(unset.args().unwrap().path, "/led/3/enabled");
-    assert_eq!(error_name(proxy.get_property(SERVER_PROPERTIES, "/led/3/enabled").await), "org.astarte_platform.Agent1.Error.NotSet");
+    assert_eq!(
+        error_name(
+            proxy
+                .get_property(SERVER_PROPERTIES, "/led/3/enabled")
+                .await
+        ),
+        "org.astarte_platform.Agent1.Error.NotSet"
+    );
 }
 
 #[tokio::test]
@@ -81,18 +136,55 @@ async fn consumer_purge_list_removes_server_properties_it_does_not_list() {
     let (_agent, proxy) = env.start_connected_agent().await;
     let mut data = proxy.receive_data_received().await.unwrap();
     let mut unsets = proxy.receive_property_unset().await.unwrap();
-    observer.publish(&env.topic(SERVER_PROPERTIES, "/sampling"), bson(doc! {"v": 10}), 2).await.unwrap();
-    observer.publish(&env.topic(SERVER_PROPERTIES, "/led/1/enabled"), bson(doc! {"v": false}), 2).await.unwrap();
+    observer
+        .publish(
+            &env.topic(SERVER_PROPERTIES, "/sampling"),
+            bson(doc! {"v": 10}),
+            2,
+        )
+        .await
+        .unwrap();
+    observer
+        .publish(
+            &env.topic(SERVER_PROPERTIES, "/led/1/enabled"),
+            bson(doc! {"v": false}),
+            2,
+        )
+        .await
+        .unwrap();
     next_data(&mut data).await;
     next_data(&mut data).await;
 
     let listed = format!("{SERVER_PROPERTIES}/sampling");
     let purge = astarte_sandbox::encode_purge_list(&[listed.as_str()]);
-    observer.publish(&format!("{}/control/consumer/properties", env.base_topic()), purge, 2).await.unwrap();
-    let unset = tokio::time::timeout(TIMEOUT, unsets.next()).await.unwrap().unwrap();
+    observer
+        .publish(
+            &format!("{}/control/consumer/properties", env.base_topic()),
+            purge,
+            2,
+        )
+        .await
+        .unwrap();
+    let unset = tokio::time::timeout(TIMEOUT, unsets.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(unset.args().unwrap().path, "/led/1/enabled");
-    assert_eq!(proxy.get_property(SERVER_PROPERTIES, "/sampling").await.unwrap(), OwnedValue::from(10i32));
-    assert_eq!(error_name(proxy.get_property(SERVER_PROPERTIES, "/led/1/enabled").await), "org.astarte_platform.Agent1.Error.NotSet");
+    assert_eq!(
+        proxy
+            .get_property(SERVER_PROPERTIES, "/sampling")
+            .await
+            .unwrap(),
+        OwnedValue::from(10i32)
+    );
+    assert_eq!(
+        error_name(
+            proxy
+                .get_property(SERVER_PROPERTIES, "/led/1/enabled")
+                .await
+        ),
+        "org.astarte_platform.Agent1.Error.NotSet"
+    );
 }
 
 #[tokio::test]
@@ -102,23 +194,65 @@ async fn malformed_server_payloads_are_dropped_without_disturbing_the_session() 
     let (agent, proxy) = env.start_connected_agent().await;
     let mut data = proxy.receive_data_received().await.unwrap();
     let bad: Vec<(String, Vec<u8>)> = vec![
-        (env.topic(SERVER_DATASTREAM, "/a/command"), b"not bson".to_vec()),
-        (env.topic(SERVER_DATASTREAM, "/a/command"), bson(doc! {"v": 5})),
-        (env.topic(SERVER_DATASTREAM, "/a/level"), bson(doc! {"v": 1i64 << 40})),
-        (env.topic(SERVER_DATASTREAM, "/a/unknown"), bson(doc! {"v": "x"})),
+        (
+            env.topic(SERVER_DATASTREAM, "/a/command"),
+            b"not bson".to_vec(),
+        ),
+        (
+            env.topic(SERVER_DATASTREAM, "/a/command"),
+            bson(doc! {"v": 5}),
+        ),
+        (
+            env.topic(SERVER_DATASTREAM, "/a/level"),
+            bson(doc! {"v": 1i64 << 40}),
+        ),
+        (
+            env.topic(SERVER_DATASTREAM, "/a/unknown"),
+            bson(doc! {"v": "x"}),
+        ),
         (env.topic(SERVER_DATASTREAM, "/a/command"), Vec::new()),
         (env.topic(SERVER_PROPERTIES, "/sampling"), Vec::new()),
-        (env.topic(SERVER_OBJECT, "/k"), bson(doc! {"v": {"zzz": 1.0}})),
-        (format!("{}/control/consumer/properties", env.base_topic()), vec![0, 0, 0, 9, 1, 2, 3]),
+        (
+            env.topic(SERVER_OBJECT, "/k"),
+            bson(doc! {"v": {"zzz": 1.0}}),
+        ),
+        (
+            format!("{}/control/consumer/properties", env.base_topic()),
+            vec![0, 0, 0, 9, 1, 2, 3],
+        ),
     ];
     for (topic, payload) in bad {
         observer.publish(&topic, payload, 2).await.unwrap();
     }
-    observer.publish(&env.topic(SERVER_DATASTREAM, "/a/command"), bson(doc! {"v": "good"}), 2).await.unwrap();
+    observer
+        .publish(
+            &env.topic(SERVER_DATASTREAM, "/a/command"),
+            bson(doc! {"v": "good"}),
+            2,
+        )
+        .await
+        .unwrap();
     let (_, path, value, _) = next_data(&mut data).await;
-    assert_eq!((path.as_str(), value), ("/a/command", OwnedValue::try_from(Value::from("good")).unwrap()), "only the valid message is delivered");
+    assert_eq!(
+        (path.as_str(), value),
+        (
+            "/a/command",
+            OwnedValue::try_from(Value::from("good")).unwrap()
+        ),
+        "only the valid message is delivered"
+    );
 
-    let connects = env.sandbox.device_events(&env.base_topic()).iter().filter(|e| matches!(e, BrokerEvent::Connected { .. })).count();
-    assert_eq!(connects, 1, "the session was never dropped:\n{}", agent.log());
+    let connects = env
+        .sandbox
+        .device_events(&env.base_topic())
+        .iter()
+        .filter(|e| matches!(e, BrokerEvent::Connected { .. }))
+        .count();
+    assert_eq!(
+        connects,
+        1,
+        "the session was never dropped:\n{}",
+        agent.log()
+    );
     assert_eq!(proxy.state().await.unwrap(), "connected");
 }

@@ -8,11 +8,17 @@ pairing_url = "https://api.example.com/pairing"
 
 #[test]
 fn example_config_shipped_in_the_repository_is_valid() {
-    let config = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml")))
-        .unwrap();
+    let config = Config::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/config.toml"
+    )))
+    .unwrap();
     assert_eq!(config.realm, "test");
     assert_eq!(config.bus, BusKind::System);
-    assert_eq!(config.pairing_token_file.as_deref(), Some(Path::new("/etc/astarte-agent/pairing-token")));
+    assert_eq!(
+        config.pairing_token_file.as_deref(),
+        Some(Path::new("/etc/astarte-agent/pairing-token"))
+    );
 }
 
 #[test]
@@ -38,41 +44,74 @@ fn device_id_is_derived_from_the_machine_id_file() {
     std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").unwrap();
     let text = format!("{MINIMAL}machine_id_file = {:?}\n", file);
     let config = Config::parse(&text).unwrap();
-    let expected = DeviceId::from_machine_id(device_id::DEFAULT_NAMESPACE, "0123456789abcdef0123456789abcdef");
+    let expected = DeviceId::from_machine_id(
+        device_id::DEFAULT_NAMESPACE,
+        "0123456789abcdef0123456789abcdef",
+    );
     assert_eq!(config.resolve_device_id().unwrap(), expected);
 }
 
 #[test]
 fn configured_device_id_wins_over_the_machine_id() {
-    let config = Config::parse(&format!("{MINIMAL}device_id = \"2TBn-jNESuuHamE2Zo1anA\"\n")).unwrap();
-    assert_eq!(config.resolve_device_id().unwrap().to_string(), "2TBn-jNESuuHamE2Zo1anA");
+    let config = Config::parse(&format!(
+        "{MINIMAL}device_id = \"2TBn-jNESuuHamE2Zo1anA\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.resolve_device_id().unwrap().to_string(),
+        "2TBn-jNESuuHamE2Zo1anA"
+    );
 }
 
 #[test]
 fn missing_machine_id_file_is_a_clear_error() {
-    let config = Config::parse(&format!("{MINIMAL}machine_id_file = \"/nonexistent/machine-id\"\n")).unwrap();
+    let config = Config::parse(&format!(
+        "{MINIMAL}machine_id_file = \"/nonexistent/machine-id\"\n"
+    ))
+    .unwrap();
     let error = config.resolve_device_id().unwrap_err().to_string();
     assert!(error.contains("/nonexistent/machine-id"), "{error}");
 }
 
 #[rstest]
-#[case::unknown_key("realm = \"test\"\npairing_url = \"https://a.example\"\nrealmm = \"x\"", "realmm")]
-#[case::unknown_dbus_key("realm = \"test\"\npairing_url = \"https://a.example\"\n[dbus]\nbuss = \"system\"", "buss")]
+#[case::unknown_key(
+    "realm = \"test\"\npairing_url = \"https://a.example\"\nrealmm = \"x\"",
+    "realmm"
+)]
+#[case::unknown_dbus_key(
+    "realm = \"test\"\npairing_url = \"https://a.example\"\n[dbus]\nbuss = \"system\"",
+    "buss"
+)]
 #[case::wrong_type("realm = 5\npairing_url = \"https://a.example\"", "realm")]
 #[case::missing_realm("pairing_url = \"https://a.example\"", "realm")]
 #[case::missing_pairing_url("realm = \"test\"", "pairing_url")]
-#[case::bad_bus("realm = \"test\"\npairing_url = \"https://a.example\"\n[dbus]\nbus = \"user\"", "system")]
+#[case::bad_bus(
+    "realm = \"test\"\npairing_url = \"https://a.example\"\n[dbus]\nbus = \"user\"",
+    "system"
+)]
 #[case::uppercase_realm("realm = \"Test\"\npairing_url = \"https://a.example\"", "realm")]
 #[case::reserved_realm("realm = \"system\"\npairing_url = \"https://a.example\"", "reserved")]
 #[case::long_realm(&format!("realm = \"{}\"\npairing_url = \"https://a.example\"", "a".repeat(49)), "realm")]
-#[case::bad_device_id("realm = \"test\"\npairing_url = \"https://a.example\"\ndevice_id = \"abc\"", "device_id")]
-#[case::bad_namespace("realm = \"test\"\npairing_url = \"https://a.example\"\ndevice_id_namespace = \"x\"", "device_id_namespace")]
-#[case::http_remote("realm = \"test\"\npairing_url = \"http://api.example.com/pairing\"", "pairing_url")]
+#[case::bad_device_id(
+    "realm = \"test\"\npairing_url = \"https://a.example\"\ndevice_id = \"abc\"",
+    "device_id"
+)]
+#[case::bad_namespace(
+    "realm = \"test\"\npairing_url = \"https://a.example\"\ndevice_id_namespace = \"x\"",
+    "device_id_namespace"
+)]
+#[case::http_remote(
+    "realm = \"test\"\npairing_url = \"http://api.example.com/pairing\"",
+    "pairing_url"
+)]
 #[case::ftp("realm = \"test\"\npairing_url = \"ftp://127.0.0.1/\"", "pairing_url")]
 #[case::not_a_url("realm = \"test\"\npairing_url = \"api.example.com\"", "pairing_url")]
 fn invalid_configuration_names_the_key(#[case] text: &str, #[case] needle: &str) {
     let error = Config::parse(text).unwrap_err().to_string();
-    assert!(error.contains(needle), "{error:?} should mention {needle:?}");
+    assert!(
+        error.contains(needle),
+        "{error:?} should mention {needle:?}"
+    );
 }
 
 #[rstest]

@@ -8,7 +8,6 @@
 //! the two leaves a certificate that does not match its key, which the provisioning flow
 //! detects and replaces.
 
-
 mod secret;
 
 use std::fs::{self, DirBuilder};
@@ -66,11 +65,12 @@ impl FileStore {
                 source,
             })?;
         tighten(&dir, DIR_MODE)?;
-        let removed =
-            crate::fs_atomic::remove_leftovers(&dir).map_err(|source| CredentialsError::Remove {
+        let removed = crate::fs_atomic::remove_leftovers(&dir).map_err(|source| {
+            CredentialsError::Remove {
                 path: dir.clone(),
                 source,
-            })?;
+            }
+        })?;
         for path in removed {
             info!(path = %path.display(), "removed the leftover of an interrupted write");
         }

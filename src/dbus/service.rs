@@ -20,17 +20,39 @@ pub struct DeviceService {
 }
 
 impl DeviceService {
-    pub fn new(api: Arc<DeviceApi>, device_id: String, realm: String, state: StateRx) -> DeviceService {
-        DeviceService { api, device_id, realm, state }
+    pub fn new(
+        api: Arc<DeviceApi>,
+        device_id: String,
+        realm: String,
+        state: StateRx,
+    ) -> DeviceService {
+        DeviceService {
+            api,
+            device_id,
+            realm,
+            state,
+        }
     }
 
-    fn send_individual(&self, interface: &str, path: &str, value: &Value<'_>, timestamp_ms: Option<i64>) -> Result<(), AgentError> {
+    fn send_individual(
+        &self,
+        interface: &str,
+        path: &str,
+        value: &Value<'_>,
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), AgentError> {
         let (_, mapping) = self.api.individual_datastream(interface, path)?;
         let value = from_variant(value, mapping.mapping_type)?;
         Ok(self.api.send(interface, path, value, timestamp_ms)?)
     }
 
-    fn send_aggregate(&self, interface: &str, path: &str, values: &HashMap<String, OwnedValue>, timestamp_ms: Option<i64>) -> Result<(), AgentError> {
+    fn send_aggregate(
+        &self,
+        interface: &str,
+        path: &str,
+        values: &HashMap<String, OwnedValue>,
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), AgentError> {
         let (_, mappings) = self.api.object_datastream(interface, path)?;
         let mut converted = Vec::with_capacity(values.len());
         let mut keys: Vec<&String> = values.keys().collect();
@@ -38,19 +60,26 @@ impl DeviceService {
         for key in keys {
             let Some((_, mapping)) = mappings.iter().find(|(name, _)| name == key) else {
                 let known: Vec<&str> = mappings.iter().map(|(name, _)| *name).collect();
-                return Err(AgentError::UnknownPath(format!("{interface}{path}: unknown object key {key:?}, expected some of {known:?}")));
+                return Err(AgentError::UnknownPath(format!(
+                    "{interface}{path}: unknown object key {key:?}, expected some of {known:?}"
+                )));
             };
-            let value = from_variant(&values[key], mapping.mapping_type).map_err(|error| prefix_key(key, error.into()))?;
+            let value = from_variant(&values[key], mapping.mapping_type)
+                .map_err(|error| prefix_key(key, error.into()))?;
             converted.push((key.clone(), value));
         }
-        Ok(self.api.send_object(interface, path, converted, timestamp_ms)?)
+        Ok(self
+            .api
+            .send_object(interface, path, converted, timestamp_ms)?)
     }
 }
 
 fn prefix_key(key: &str, error: AgentError) -> AgentError {
     match error {
         AgentError::WrongType(message) => AgentError::WrongType(format!("key {key:?}: {message}")),
-        AgentError::OutOfRange(message) => AgentError::OutOfRange(format!("key {key:?}: {message}")),
+        AgentError::OutOfRange(message) => {
+            AgentError::OutOfRange(format!("key {key:?}: {message}"))
+        }
         other => other,
     }
 }
@@ -63,22 +92,44 @@ impl DeviceService {
     }
 
     /// Sends a value with an explicit timestamp (milliseconds since the Unix epoch).
-    async fn send_at(&self, interface: &str, path: &str, value: Value<'_>, timestamp_ms: i64) -> Result<(), AgentError> {
+    async fn send_at(
+        &self,
+        interface: &str,
+        path: &str,
+        value: Value<'_>,
+        timestamp_ms: i64,
+    ) -> Result<(), AgentError> {
         self.send_individual(interface, path, &value, Some(timestamp_ms))
     }
 
     /// Sends one object of an object-aggregated device-owned datastream.
-    async fn send_object(&self, interface: &str, path: &str, values: HashMap<String, OwnedValue>) -> Result<(), AgentError> {
+    async fn send_object(
+        &self,
+        interface: &str,
+        path: &str,
+        values: HashMap<String, OwnedValue>,
+    ) -> Result<(), AgentError> {
         self.send_aggregate(interface, path, &values, None)
     }
 
     /// Sends one object with an explicit timestamp (milliseconds since the Unix epoch).
-    async fn send_object_at(&self, interface: &str, path: &str, values: HashMap<String, OwnedValue>, timestamp_ms: i64) -> Result<(), AgentError> {
+    async fn send_object_at(
+        &self,
+        interface: &str,
+        path: &str,
+        values: HashMap<String, OwnedValue>,
+        timestamp_ms: i64,
+    ) -> Result<(), AgentError> {
         self.send_aggregate(interface, path, &values, Some(timestamp_ms))
     }
 
     /// Sets a device-owned property; returns once the value is stored on disk.
-    async fn set_property(&self, interface: &str, path: &str, value: Value<'_>) -> Result<(), AgentError> {
+    async fn set_property(
+        &self,
+        interface: &str,
+        path: &str,
+        value: Value<'_>,
+    ) -> Result<(), AgentError> {
         let (_, mapping) = self.api.device_property(interface, path)?;
         let value = from_variant(&value, mapping.mapping_type)?;
         Ok(self.api.set_property(interface, path, value).await?)
@@ -96,11 +147,21 @@ impl DeviceService {
 
     /// Server data: a datastream value, an object (as `a{sv}`) or a property set.
     #[zbus(signal)]
-    pub async fn data_received(emitter: &SignalEmitter<'_>, interface: &str, path: &str, value: Value<'_>, timestamp_ms: i64) -> zbus::Result<()>;
+    pub async fn data_received(
+        emitter: &SignalEmitter<'_>,
+        interface: &str,
+        path: &str,
+        value: Value<'_>,
+        timestamp_ms: i64,
+    ) -> zbus::Result<()>;
 
     /// A server-owned property was unset.
     #[zbus(signal)]
-    pub async fn property_unset(emitter: &SignalEmitter<'_>, interface: &str, path: &str) -> zbus::Result<()>;
+    pub async fn property_unset(
+        emitter: &SignalEmitter<'_>,
+        interface: &str,
+        path: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(property(emits_changed_signal = "const"))]
     async fn device_id(&self) -> String {
@@ -124,7 +185,12 @@ impl DeviceService {
         self.api
             .registry()
             .iter()
-            .map(|interface| format!("{}:{}:{}", interface.name, interface.version_major, interface.version_minor))
+            .map(|interface| {
+                format!(
+                    "{}:{}:{}",
+                    interface.name, interface.version_major, interface.version_minor
+                )
+            })
             .collect()
     }
 }

@@ -13,8 +13,16 @@ use crate::dbus::service::DeviceService;
 use crate::state::StateRx;
 use crate::transport::receive::ServerEvent;
 
-pub async fn forward(connection: Connection, mut events: mpsc::Receiver<ServerEvent>, mut state: StateRx, cancel: CancellationToken) -> zbus::Result<()> {
-    let service = connection.object_server().interface::<_, DeviceService>(OBJECT_PATH).await?;
+pub async fn forward(
+    connection: Connection,
+    mut events: mpsc::Receiver<ServerEvent>,
+    mut state: StateRx,
+    cancel: CancellationToken,
+) -> zbus::Result<()> {
+    let service = connection
+        .object_server()
+        .interface::<_, DeviceService>(OBJECT_PATH)
+        .await?;
     let emitter = service.signal_emitter();
     loop {
         tokio::select! {
@@ -36,16 +44,48 @@ pub async fn forward(connection: Connection, mut events: mpsc::Receiver<ServerEv
     }
 }
 
-async fn emit(emitter: &zbus::object_server::SignalEmitter<'_>, event: ServerEvent) -> zbus::Result<()> {
+async fn emit(
+    emitter: &zbus::object_server::SignalEmitter<'_>,
+    event: ServerEvent,
+) -> zbus::Result<()> {
     match event {
-        ServerEvent::Value { interface, path, value, timestamp_ms } => {
+        ServerEvent::Value {
+            interface,
+            path,
+            value,
+            timestamp_ms,
+        } => {
             let value = to_variant(&value);
-            DeviceService::data_received(emitter, &interface, &path, Value::from(value), timestamp_ms).await
+            DeviceService::data_received(
+                emitter,
+                &interface,
+                &path,
+                Value::from(value),
+                timestamp_ms,
+            )
+            .await
         }
-        ServerEvent::Object { interface, path, values, timestamp_ms } => {
-            let object: HashMap<String, OwnedValue> = values.iter().map(|(key, value)| (key.clone(), to_variant(value))).collect();
-            DeviceService::data_received(emitter, &interface, &path, Value::from(object), timestamp_ms).await
+        ServerEvent::Object {
+            interface,
+            path,
+            values,
+            timestamp_ms,
+        } => {
+            let object: HashMap<String, OwnedValue> = values
+                .iter()
+                .map(|(key, value)| (key.clone(), to_variant(value)))
+                .collect();
+            DeviceService::data_received(
+                emitter,
+                &interface,
+                &path,
+                Value::from(object),
+                timestamp_ms,
+            )
+            .await
         }
-        ServerEvent::Unset { interface, path } => DeviceService::property_unset(emitter, &interface, &path).await,
+        ServerEvent::Unset { interface, path } => {
+            DeviceService::property_unset(emitter, &interface, &path).await
+        }
     }
 }

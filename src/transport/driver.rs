@@ -34,7 +34,11 @@ pub const RECONNECT_BASE: Duration = Duration::from_secs(1);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(60);
 
 /// Polls until `stop` fires, the client is dropped, or a DISCONNECT was sent.
-pub async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<DriverEvent>, stop: CancellationToken) {
+pub async fn drive(
+    mut eventloop: EventLoop,
+    events: mpsc::Sender<DriverEvent>,
+    stop: CancellationToken,
+) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     loop {
         let polled = tokio::select! {
@@ -57,7 +61,10 @@ pub async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<DriverEvent>, 
             }
             Err(ConnectionError::RequestsDone) => return,
             Err(error) => {
-                if matches!(error, ConnectionError::MqttState(StateError::Unsolicited(_))) {
+                if matches!(
+                    error,
+                    ConnectionError::MqttState(StateError::Unsolicited(_))
+                ) {
                     // rumqttc forgets inbound QoS 2 state on reconnect; a broker resending PUBREL
                     // would then fail every resumed session. Start the next one clean.
                     eventloop.mqtt_options.set_clean_session(true);
@@ -87,9 +94,8 @@ pub fn classify(error: &ConnectionError) -> LostReason {
         Some(rustls::Error::AlertReceived(alert)) if is_client_certificate_alert(*alert) => {
             LostReason::CertificateRejected(text)
         }
-        Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented) => {
-            LostReason::BrokerUntrusted(text)
-        }
+        Some(rustls::Error::InvalidCertificate(_))
+        | Some(rustls::Error::NoCertificatesPresented) => LostReason::BrokerUntrusted(text),
         _ => LostReason::Other(text),
     }
 }
@@ -109,14 +115,19 @@ fn is_client_certificate_alert(alert: rustls::AlertDescription) -> bool {
     )
 }
 
-fn find_rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+fn find_rustls_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
     let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(error);
     while let Some(error) = current {
         if let Some(found) = error.downcast_ref::<rustls::Error>() {
             return Some(found);
         }
         // io::Error hides its payload from `source()` in some versions: look inside explicitly.
-        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             if let Some(found) = inner.downcast_ref::<rustls::Error>() {
                 return Some(found);
             }
@@ -125,4 +136,3 @@ fn find_rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option
     }
     None
 }
-

@@ -16,13 +16,20 @@ pub enum Step {
     Subscribe(Vec<String>),
     /// Wait until every earlier step is acknowledged.
     Barrier,
-    Publish { topic: String, payload: Vec<u8> },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
 }
 
 /// Builds the steps from the interfaces and the stored device-owned properties.
 pub fn steps(topics: &Topics, registry: &Registry, properties: &PropertyStore) -> VecDeque<Step> {
     let mut filters = vec![topics.consumer_properties()];
-    filters.extend(registry.server_owned().map(|interface| topics.interface_filter(&interface.name)));
+    filters.extend(
+        registry
+            .server_owned()
+            .map(|interface| topics.interface_filter(&interface.name)),
+    );
 
     let device_properties = properties.device_owned();
     let purge_entries: Vec<String> = device_properties
@@ -33,15 +40,29 @@ pub fn steps(topics: &Topics, registry: &Registry, properties: &PropertyStore) -
     let mut steps = VecDeque::from([
         Step::Subscribe(filters),
         Step::Barrier,
-        Step::Publish { topic: topics.base().to_owned(), payload: registry.introspection().into_bytes() },
-        Step::Publish { topic: topics.empty_cache(), payload: b"1".to_vec() },
-        Step::Publish { topic: topics.producer_properties(), payload: purge::encode_purge_list(&purge_entries) },
+        Step::Publish {
+            topic: topics.base().to_owned(),
+            payload: registry.introspection().into_bytes(),
+        },
+        Step::Publish {
+            topic: topics.empty_cache(),
+            payload: b"1".to_vec(),
+        },
+        Step::Publish {
+            topic: topics.producer_properties(),
+            payload: purge::encode_purge_list(&purge_entries),
+        },
     ]);
     for (key, value) in device_properties {
         match payload::encode_individual(&value, None) {
-            Ok(payload) => steps.push_back(Step::Publish { topic: topics.data(&key.interface, &key.path), payload }),
+            Ok(payload) => steps.push_back(Step::Publish {
+                topic: topics.data(&key.interface, &key.path),
+                payload,
+            }),
             // Stored values were validated when set; an encoding failure means a bug, not bad input.
-            Err(error) => tracing::error!(interface = %key.interface, path = %key.path, %error, "couldn't encode a stored property"),
+            Err(error) => {
+                tracing::error!(interface = %key.interface, path = %key.path, %error, "couldn't encode a stored property")
+            }
         }
     }
     steps.push_back(Step::Barrier);

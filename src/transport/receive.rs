@@ -15,9 +15,19 @@ use crate::transport::topic::{IncomingTopic, Topics};
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     /// An individual datastream value or a property set.
-    Value { interface: String, path: String, value: AstarteValue, timestamp_ms: i64 },
+    Value {
+        interface: String,
+        path: String,
+        value: AstarteValue,
+        timestamp_ms: i64,
+    },
     /// An object of an object-aggregated datastream.
-    Object { interface: String, path: String, values: Vec<(String, AstarteValue)>, timestamp_ms: i64 },
+    Object {
+        interface: String,
+        path: String,
+        values: Vec<(String, AstarteValue)>,
+        timestamp_ms: i64,
+    },
     /// A server-owned property was unset (explicitly, or by the consumer purge list).
     Unset { interface: String, path: String },
 }
@@ -37,7 +47,11 @@ pub enum ReceiveError {
     #[error("empty payload on datastream {interface}{path}")]
     EmptyDatastream { interface: String, path: String },
     #[error("bad payload on {interface}{path}: {source}")]
-    Payload { interface: String, path: String, source: payload::PayloadError },
+    Payload {
+        interface: String,
+        path: String,
+        source: payload::PayloadError,
+    },
     #[error("bad consumer purge list: {0}")]
     PurgeList(#[from] purge::PurgeError),
     #[error(transparent)]
@@ -45,37 +59,83 @@ pub enum ReceiveError {
 }
 
 /// Handles one publish from the broker.
-pub async fn handle(topics: &Topics, registry: &Registry, properties: &PropertyStore, topic: &str, bytes: &[u8]) -> Result<Vec<ServerEvent>, ReceiveError> {
+pub async fn handle(
+    topics: &Topics,
+    registry: &Registry,
+    properties: &PropertyStore,
+    topic: &str,
+    bytes: &[u8],
+) -> Result<Vec<ServerEvent>, ReceiveError> {
     match topics.parse(topic) {
-        Some(IncomingTopic::ConsumerProperties) => purge_server_properties(registry, properties, bytes).await,
-        Some(IncomingTopic::Data { interface, path }) => data(registry, properties, interface, path, bytes).await.map(|event| vec![event]),
+        Some(IncomingTopic::ConsumerProperties) => {
+            purge_server_properties(registry, properties, bytes).await
+        }
+        Some(IncomingTopic::Data { interface, path }) => {
+            data(registry, properties, interface, path, bytes)
+                .await
+                .map(|event| vec![event])
+        }
         None => Err(ReceiveError::UnexpectedTopic(topic.into())),
     }
 }
 
-async fn purge_server_properties(registry: &Registry, properties: &PropertyStore, bytes: &[u8]) -> Result<Vec<ServerEvent>, ReceiveError> {
+async fn purge_server_properties(
+    registry: &Registry,
+    properties: &PropertyStore,
+    bytes: &[u8],
+) -> Result<Vec<ServerEvent>, ReceiveError> {
     let listed: HashSet<String> = purge::decode_purge_list(bytes)?.into_iter().collect();
     let removed = properties.retain_server_owned(&listed).await?;
-    tracing::debug!(listed = listed.len(), removed = removed.len(), "applied the consumer purge list");
+    tracing::debug!(
+        listed = listed.len(),
+        removed = removed.len(),
+        "applied the consumer purge list"
+    );
     Ok(removed
         .into_iter()
         .filter(|key| registry.get(&key.interface).is_some())
-        .map(|key| ServerEvent::Unset { interface: key.interface, path: key.path })
+        .map(|key| ServerEvent::Unset {
+            interface: key.interface,
+            path: key.path,
+        })
         .collect())
 }
 
-async fn data(registry: &Registry, properties: &PropertyStore, name: &str, path: &str, bytes: &[u8]) -> Result<ServerEvent, ReceiveError> {
-    let interface = registry.get(name).ok_or_else(|| ReceiveError::UnknownInterface(name.into()))?;
+async fn data(
+    registry: &Registry,
+    properties: &PropertyStore,
+    name: &str,
+    path: &str,
+    bytes: &[u8],
+) -> Result<ServerEvent, ReceiveError> {
+    let interface = registry
+        .get(name)
+        .ok_or_else(|| ReceiveError::UnknownInterface(name.into()))?;
     if interface.ownership != Ownership::Server {
         return Err(ReceiveError::NotServerOwned(name.into()));
     }
-    let payload_error = |source| ReceiveError::Payload { interface: name.into(), path: path.into(), source };
+    let payload_error = |source| ReceiveError::Payload {
+        interface: name.into(),
+        path: path.into(),
+        source,
+    };
     if interface.aggregation == Aggregation::Object {
         if bytes.is_empty() {
-            return Err(ReceiveError::EmptyDatastream { interface: name.into(), path: path.into() });
+            return Err(ReceiveError::EmptyDatastream {
+                interface: name.into(),
+                path: path.into(),
+            });
         }
-        let mappings = interface.object_mappings(path).map_err(|error| ReceiveError::UnknownPath(error.to_string()))?;
-        let received = payload::decode_object(bytes, |key| mappings.iter().find(|(name, _)| *name == key).map(|(_, mapping)| mapping.mapping_type)).map_err(payload_error)?;
+        let mappings = interface
+            .object_mappings(path)
+            .map_err(|error| ReceiveError::UnknownPath(error.to_string()))?;
+        let received = payload::decode_object(bytes, |key| {
+            mappings
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, mapping)| mapping.mapping_type)
+        })
+        .map_err(payload_error)?;
         return Ok(ServerEvent::Object {
             interface: name.into(),
             path: path.into(),
@@ -83,30 +143,52 @@ async fn data(registry: &Registry, properties: &PropertyStore, name: &str, path:
             timestamp_ms: received.timestamp_ms.unwrap_or_else(now_ms),
         });
     }
-    let mapping = interface.mapping(path).map_err(|error| ReceiveError::UnknownPath(error.to_string()))?;
+    let mapping = interface
+        .mapping(path)
+        .map_err(|error| ReceiveError::UnknownPath(error.to_string()))?;
     if bytes.is_empty() {
         return match interface.interface_type {
-            InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream { interface: name.into(), path: path.into() }),
-            InterfaceType::Properties if !mapping.allow_unset => Err(ReceiveError::UnsetNotAllowed { interface: name.into(), path: path.into() }),
+            InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream {
+                interface: name.into(),
+                path: path.into(),
+            }),
+            InterfaceType::Properties if !mapping.allow_unset => {
+                Err(ReceiveError::UnsetNotAllowed {
+                    interface: name.into(),
+                    path: path.into(),
+                })
+            }
             InterfaceType::Properties => {
                 properties.unset(name, path).await?;
-                Ok(ServerEvent::Unset { interface: name.into(), path: path.into() })
+                Ok(ServerEvent::Unset {
+                    interface: name.into(),
+                    path: path.into(),
+                })
             }
         };
     }
-    let received = payload::decode_individual(bytes, mapping.mapping_type).map_err(payload_error)?;
+    let received =
+        payload::decode_individual(bytes, mapping.mapping_type).map_err(payload_error)?;
     // Astarte reads an empty binaryblob as "no value": an unset for properties.
     if received.value.is_empty_binary() {
         return match interface.interface_type {
-            InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream { interface: name.into(), path: path.into() }),
+            InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream {
+                interface: name.into(),
+                path: path.into(),
+            }),
             InterfaceType::Properties => {
                 properties.unset(name, path).await?;
-                Ok(ServerEvent::Unset { interface: name.into(), path: path.into() })
+                Ok(ServerEvent::Unset {
+                    interface: name.into(),
+                    path: path.into(),
+                })
             }
         };
     }
     if interface.interface_type == InterfaceType::Properties {
-        properties.set(interface, path, received.value.clone()).await?;
+        properties
+            .set(interface, path, received.value.clone())
+            .await?;
     }
     Ok(ServerEvent::Value {
         interface: name.into(),

@@ -11,7 +11,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
+    TlsConfiguration, Transport,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -63,17 +66,25 @@ pub enum SessionEnd {
     CertificateRejected,
 }
 
-pub async fn run(context: &SessionContext, endpoint: Endpoint, cancel: &CancellationToken) -> SessionEnd {
+pub async fn run(
+    context: &SessionContext,
+    endpoint: Endpoint,
+    cancel: &CancellationToken,
+) -> SessionEnd {
     let mut options = MqttOptions::new(context.topics.base(), endpoint.host.clone(), endpoint.port);
     options
         .set_keep_alive(KEEP_ALIVE)
         .set_clean_session(true)
         .set_inflight(100)
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-        .set_transport(Transport::Tls(TlsConfiguration::Rustls(endpoint.tls.clone())));
+        .set_transport(Transport::Tls(TlsConfiguration::Rustls(
+            endpoint.tls.clone(),
+        )));
     // The channel holds at most what MAX_OUTSTANDING lets through, plus a DISCONNECT.
     let (client, mut eventloop) = AsyncClient::new(options, MAX_OUTSTANDING + 8);
-    eventloop.network_options.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+    eventloop
+        .network_options
+        .set_connection_timeout(CONNECT_TIMEOUT_SECS);
 
     let (events_tx, events) = mpsc::channel(64);
     let stop_driver = CancellationToken::new();
@@ -106,7 +117,9 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn run(&mut self, renew_at: SystemTime, cancel: &CancellationToken) -> SessionEnd {
-        let renew_in = renew_at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        let renew_in = renew_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
         let renew = tokio::time::sleep(renew_in);
         tokio::pin!(renew);
         loop {
@@ -149,7 +162,8 @@ impl Session<'_> {
     }
 
     fn on_lost(&mut self, reason: LostReason) -> Option<SessionEnd> {
-        let was_connected = self.ready || !self.handshake.is_empty() || self.tracker.handshake_outstanding() > 0;
+        let was_connected =
+            self.ready || !self.handshake.is_empty() || self.tracker.handshake_outstanding() > 0;
         self.ready = false;
         self.handshake.clear();
         self.context.state.send_replace(AgentState::Disconnected);
@@ -159,13 +173,24 @@ impl Session<'_> {
                 tracing::warn!(%error, "the broker rejected the client certificate; requesting a new one");
                 return Some(SessionEnd::CertificateRejected);
             }
-            LostReason::BrokerUntrusted(error) => tracing::error!(%error, "the broker's certificate is not trusted: check ca_file and the system roots; retrying"),
-            LostReason::Refused(code) => tracing::warn!(%code, "the broker refused the connection (is the device registered and enabled in the realm?); retrying"),
-            LostReason::Other(error) if was_connected => tracing::warn!(%error, "connection to the broker lost; reconnecting"),
-            LostReason::Other(error) => tracing::info!(%error, "couldn't connect to the broker; retrying"),
+            LostReason::BrokerUntrusted(error) => {
+                tracing::error!(%error, "the broker's certificate is not trusted: check ca_file and the system roots; retrying")
+            }
+            LostReason::Refused(code) => {
+                tracing::warn!(%code, "the broker refused the connection (is the device registered and enabled in the realm?); retrying")
+            }
+            LostReason::Other(error) if was_connected => {
+                tracing::warn!(%error, "connection to the broker lost; reconnecting")
+            }
+            LostReason::Other(error) => {
+                tracing::info!(%error, "couldn't connect to the broker; retrying")
+            }
         }
         if dropped > 0 {
-            tracing::info!(dropped, "dropped queued datastream values with retention discard");
+            tracing::info!(
+                dropped,
+                "dropped queued datastream values with retention discard"
+            );
         }
         None
     }
@@ -176,15 +201,29 @@ impl Session<'_> {
             Incoming::PubAck(ack) => self.acknowledged(ack.pkid),
             Incoming::PubComp(ack) => self.acknowledged(ack.pkid),
             Incoming::SubAck(ack) => {
-                if ack.return_codes.iter().any(|code| matches!(code, SubscribeReasonCode::Failure)) {
-                    tracing::error!("the broker refused a subscription: server data for some interfaces will not arrive (check the broker ACL)");
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|code| matches!(code, SubscribeReasonCode::Failure))
+                {
+                    tracing::error!(
+                        "the broker refused a subscription: server data for some interfaces will not arrive (check the broker ACL)"
+                    );
                 }
                 self.acknowledged(ack.pkid);
             }
             Incoming::Publish(publish) => {
                 let topic = publish.topic.clone();
                 let context = self.context;
-                match receive::handle(&context.topics, &context.registry, &context.properties, &topic, &publish.payload).await {
+                match receive::handle(
+                    &context.topics,
+                    &context.registry,
+                    &context.properties,
+                    &topic,
+                    &publish.payload,
+                )
+                .await
+                {
                     Ok(events) => {
                         for event in events {
                             // The D-Bus side only goes away at shutdown.
@@ -208,12 +247,19 @@ impl Session<'_> {
         // Nothing unacknowledged survives a lost session in rumqttc: take it back, in order.
         let unfinished = self.tracker.take_unfinished();
         if !unfinished.is_empty() {
-            tracing::info!(messages = unfinished.len(), "requeueing messages the broker never acknowledged");
+            tracing::info!(
+                messages = unfinished.len(),
+                "requeueing messages the broker never acknowledged"
+            );
         }
         self.context.queue.requeue_front(unfinished);
         // The handshake resends every property's current value: queued property messages are stale.
         self.context.queue.drop_properties();
-        self.handshake = handshake::steps(&self.context.topics, &self.context.registry, &self.context.properties);
+        self.handshake = handshake::steps(
+            &self.context.topics,
+            &self.context.registry,
+            &self.context.properties,
+        );
         tracing::info!("connected to the broker; running the session handshake");
         self.context.state.send_replace(AgentState::Connecting);
     }
@@ -238,7 +284,9 @@ impl Session<'_> {
                     }
                     continue;
                 }
-                let Some(step) = self.handshake.pop_front() else { return };
+                let Some(step) = self.handshake.pop_front() else {
+                    return;
+                };
                 if !self.submit_step(step) {
                     return;
                 }
@@ -247,9 +295,14 @@ impl Session<'_> {
             if !self.ready {
                 return;
             }
-            let Some(message) = self.context.queue.pop(Instant::now()) else { return };
+            let Some(message) = self.context.queue.pop(Instant::now()) else {
+                return;
+            };
             let topic = self.context.topics.data(&message.interface, &message.path);
-            match self.client.try_publish(topic, qos(message.qos), false, message.payload.clone()) {
+            match self
+                .client
+                .try_publish(topic, qos(message.qos), false, message.payload.clone())
+            {
                 Ok(()) => self.tracker.submitted(Tag::Data(message)),
                 Err(error) => {
                     tracing::debug!(%error, "rumqttc's request channel is full; retrying later");
@@ -263,9 +316,14 @@ impl Session<'_> {
     fn submit_step(&mut self, step: Step) -> bool {
         let result = match &step {
             Step::Subscribe(filters) => self.client.try_subscribe_many(
-                filters.iter().map(|filter| rumqttc::SubscribeFilter::new(filter.clone(), QoS::ExactlyOnce)),
+                filters
+                    .iter()
+                    .map(|filter| rumqttc::SubscribeFilter::new(filter.clone(), QoS::ExactlyOnce)),
             ),
-            Step::Publish { topic, payload } => self.client.try_publish(topic.clone(), QoS::ExactlyOnce, false, payload.clone()),
+            Step::Publish { topic, payload } => {
+                self.client
+                    .try_publish(topic.clone(), QoS::ExactlyOnce, false, payload.clone())
+            }
             Step::Barrier => Ok(()),
         };
         match result {
@@ -304,7 +362,9 @@ impl Session<'_> {
         }
         stop_driver.cancel();
         let _ = driver.await;
-        self.context.queue.requeue_front(self.tracker.take_unfinished());
+        self.context
+            .queue
+            .requeue_front(self.tracker.take_unfinished());
     }
 }
 

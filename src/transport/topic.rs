@@ -84,32 +84,54 @@ mod tests {
             topics.data("org.example.Sensors", "/room1/temperature"),
             "test/2TBn-jNESuuHamE2Zo1anA/org.example.Sensors/room1/temperature"
         );
-        assert_eq!(topics.data("org.example.Obj", "/"), "test/2TBn-jNESuuHamE2Zo1anA/org.example.Obj/");
+        assert_eq!(
+            topics.data("org.example.Obj", "/"),
+            "test/2TBn-jNESuuHamE2Zo1anA/org.example.Obj/"
+        );
     }
 
     #[test]
     fn control_topics_follow_the_protocol() {
         let topics = Topics::new("r", "d");
         assert_eq!(topics.empty_cache(), "r/d/control/emptyCache");
-        assert_eq!(topics.producer_properties(), "r/d/control/producer/properties");
-        assert_eq!(topics.consumer_properties(), "r/d/control/consumer/properties");
+        assert_eq!(
+            topics.producer_properties(),
+            "r/d/control/producer/properties"
+        );
+        assert_eq!(
+            topics.consumer_properties(),
+            "r/d/control/consumer/properties"
+        );
         assert_eq!(topics.interface_filter("org.x.Y"), "r/d/org.x.Y/#");
     }
 
     #[test]
     fn incoming_topics_are_split_into_interface_and_path() {
         let topics = Topics::new("r", "d");
-        assert_eq!(topics.parse("r/d/control/consumer/properties"), Some(IncomingTopic::ConsumerProperties));
+        assert_eq!(
+            topics.parse("r/d/control/consumer/properties"),
+            Some(IncomingTopic::ConsumerProperties)
+        );
         assert_eq!(
             topics.parse("r/d/org.x.Y/led/1/enabled"),
-            Some(IncomingTopic::Data { interface: "org.x.Y", path: "/led/1/enabled" })
+            Some(IncomingTopic::Data {
+                interface: "org.x.Y",
+                path: "/led/1/enabled"
+            })
         );
     }
 
     #[test]
     fn foreign_or_malformed_topics_are_not_parsed() {
         let topics = Topics::new("r", "d");
-        for topic in ["r/other/org.x.Y/a", "r/dd/org.x.Y/a", "r/d", "r/d/org.x.Y", "r/d//a", "r/d/control/x"] {
+        for topic in [
+            "r/other/org.x.Y/a",
+            "r/dd/org.x.Y/a",
+            "r/d",
+            "r/d/org.x.Y",
+            "r/d//a",
+            "r/d/control/x",
+        ] {
             assert_eq!(topics.parse(topic), None, "{topic}");
         }
     }

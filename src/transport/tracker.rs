@@ -97,7 +97,11 @@ impl Tracker {
         let is_handshake = |tag: &&Tag| matches!(tag, Tag::Handshake);
         self.submitted.iter().filter(is_handshake).count()
             + self.inflight.values().filter(is_handshake).count()
-            + self.collided.iter().filter(|(_, tag)| matches!(tag, Tag::Handshake)).count()
+            + self
+                .collided
+                .iter()
+                .filter(|(_, tag)| matches!(tag, Tag::Handshake))
+                .count()
     }
 
     /// The broker lost the session: everything unfinished is forgotten by rumqttc too.
@@ -168,7 +172,11 @@ mod tests {
         assert_eq!(seq(tracker.on_acknowledged(6)), Some(2));
         assert_eq!(tracker.outstanding(), 1);
         assert_eq!(seq(tracker.on_acknowledged(5)), Some(1));
-        assert_eq!(tracker.on_acknowledged(5), None, "a duplicate ack completes nothing");
+        assert_eq!(
+            tracker.on_acknowledged(5),
+            None,
+            "a duplicate ack completes nothing"
+        );
     }
 
     #[test]
@@ -177,7 +185,11 @@ mod tests {
         tracker.submitted(data(1, 1));
         tracker.on_publish_written(3);
         tracker.submitted(data(2, 1));
-        assert_eq!(tracker.on_publish_written(3), None, "retransmission of pkid 3");
+        assert_eq!(
+            tracker.on_publish_written(3),
+            None,
+            "retransmission of pkid 3"
+        );
         tracker.on_publish_written(4);
         assert_eq!(seq(tracker.on_acknowledged(4)), Some(2));
         assert_eq!(seq(tracker.on_acknowledged(3)), Some(1));
@@ -214,7 +226,11 @@ mod tests {
         tracker.submitted(Tag::Handshake);
         tracker.submitted(data(2, 2));
         tracker.on_publish_written(9);
-        let unfinished: Vec<u64> = tracker.take_unfinished().into_iter().map(|m| m.seq).collect();
+        let unfinished: Vec<u64> = tracker
+            .take_unfinished()
+            .into_iter()
+            .map(|m| m.seq)
+            .collect();
         assert_eq!(unfinished, [1, 2]);
         assert_eq!(tracker.outstanding(), 0);
     }

@@ -24,8 +24,14 @@ impl PrivateBus {
             .expect("dbus-daemon starts (apt-get install dbus)");
         let stdout = child.stdout.take().expect("stdout piped");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).await.expect("dbus-daemon prints its address");
-        PrivateBus { child, address: line.trim().to_owned() }
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .expect("dbus-daemon prints its address");
+        PrivateBus {
+            child,
+            address: line.trim().to_owned(),
+        }
     }
 
     pub fn address(&self) -> &str {
@@ -38,13 +44,23 @@ impl PrivateBus {
 
     /// Resolves when `name` gets an owner on this bus (subscribed before the caller starts
     /// the service, so the change cannot be missed).
-    pub fn wait_for_name_owner(&self, name: &'static str) -> impl std::future::Future<Output = ()> + use<> {
+    pub fn wait_for_name_owner(
+        &self,
+        name: &'static str,
+    ) -> impl std::future::Future<Output = ()> + use<> {
         let address = self.address.clone();
         async move {
             let connection = connect(&address).await;
             let dbus = DBusProxy::new(&connection).await.expect("dbus proxy");
-            let mut changes = dbus.receive_name_owner_changed_with_args(&[(0, name)]).await.expect("subscribe");
-            if dbus.name_has_owner(name.try_into().expect("valid name")).await.unwrap_or(false) {
+            let mut changes = dbus
+                .receive_name_owner_changed_with_args(&[(0, name)])
+                .await
+                .expect("subscribe");
+            if dbus
+                .name_has_owner(name.try_into().expect("valid name"))
+                .await
+                .unwrap_or(false)
+            {
                 return;
             }
             while let Some(change) = changes.next().await {

@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 pub use bus::PrivateBus;
-pub use proxy::{DataReceivedStream, DeviceProxy};
+pub use proxy::DeviceProxy;
 
 /// Generous: CI machines are small and tests run in parallel. Never a timing assertion.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,7 +65,12 @@ impl TestEnv {
         let machine_id = format!("{:032x}", rand_u128());
         std::fs::write(dir.path().join("machine-id"), format!("{machine_id}\n")).unwrap();
         std::fs::write(dir.path().join("pairing-token"), sandbox.agent_token()).unwrap();
-        let env = TestEnv { bus, sandbox, dir, device_id: String::new() };
+        let env = TestEnv {
+            bus,
+            sandbox,
+            dir,
+            device_id: String::new(),
+        };
         env.write_config("");
         let device_id = env.cli(&["device-id"]).await.stdout.trim().to_owned();
         TestEnv { device_id, ..env }
@@ -143,7 +148,9 @@ impl TestEnv {
     }
 
     pub async fn proxy(&self) -> DeviceProxy<'static> {
-        DeviceProxy::new(&self.bus.connection().await).await.expect("proxy")
+        DeviceProxy::new(&self.bus.connection().await)
+            .await
+            .expect("proxy")
     }
 
     /// Starts the agent and waits until its session with the broker is up.
@@ -221,7 +228,11 @@ pub async fn wait_for_state(proxy: &DeviceProxy<'_>, expected: &str, agent: &Age
         }
     };
     if tokio::time::timeout(TIMEOUT, wait).await.is_err() {
-        panic!("agent never reached state {expected:?} (now {:?}):\n{}", proxy.state().await, agent.log());
+        panic!(
+            "agent never reached state {expected:?} (now {:?}):\n{}",
+            proxy.state().await,
+            agent.log()
+        );
     }
 }
 

@@ -11,15 +11,38 @@ use zbus::zvariant::{OwnedValue, Value};
 )]
 pub trait Device {
     fn send(&self, interface: &str, path: &str, value: &Value<'_>) -> zbus::Result<()>;
-    fn send_at(&self, interface: &str, path: &str, value: &Value<'_>, timestamp_ms: i64) -> zbus::Result<()>;
-    fn send_object(&self, interface: &str, path: &str, values: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
-    fn send_object_at(&self, interface: &str, path: &str, values: HashMap<&str, Value<'_>>, timestamp_ms: i64) -> zbus::Result<()>;
+    fn send_at(
+        &self,
+        interface: &str,
+        path: &str,
+        value: &Value<'_>,
+        timestamp_ms: i64,
+    ) -> zbus::Result<()>;
+    fn send_object(
+        &self,
+        interface: &str,
+        path: &str,
+        values: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()>;
+    fn send_object_at(
+        &self,
+        interface: &str,
+        path: &str,
+        values: HashMap<&str, Value<'_>>,
+        timestamp_ms: i64,
+    ) -> zbus::Result<()>;
     fn set_property(&self, interface: &str, path: &str, value: &Value<'_>) -> zbus::Result<()>;
     fn unset_property(&self, interface: &str, path: &str) -> zbus::Result<()>;
     fn get_property(&self, interface: &str, path: &str) -> zbus::Result<OwnedValue>;
 
     #[zbus(signal)]
-    fn data_received(&self, interface: String, path: String, value: OwnedValue, timestamp_ms: i64) -> zbus::Result<()>;
+    fn data_received(
+        &self,
+        interface: String,
+        path: String,
+        value: OwnedValue,
+        timestamp_ms: i64,
+    ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn property_unset(&self, interface: String, path: String) -> zbus::Result<()>;
 
