@@ -24,7 +24,11 @@ pub(crate) async fn info(
     app.state.bump(Endpoint::Info, &id);
     let secret = secret(&app, &realm, &headers)?;
     let status = access(&app, &id, &secret)?;
-    let protocols = json!({ "astarte_mqtt_v1": { "broker_url": app.broker_url } });
+    let broker_url = app
+        .state
+        .broker_url()
+        .unwrap_or_else(|| app.broker_url.clone());
+    let protocols = json!({ "astarte_mqtt_v1": { "broker_url": broker_url } });
     let body = json!({ "version": VERSION, "status": status.as_str(), "protocols": protocols });
     Ok(reply::data(StatusCode::OK, body))
 }

@@ -70,6 +70,7 @@ struct Inner {
     counters: HashMap<(Endpoint, String), u32>,
     fault: Option<(u32, u16)>,
     requests: Vec<RequestRecord>,
+    broker_url: Option<String>,
 }
 
 /// Outcome of checking a device's secret.
@@ -100,6 +101,17 @@ impl PairingState {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A test that panicked while holding the lock must not hide the state from the others.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes device info answer with another `broker_url` (e.g. a TLS probe); `None` restores
+    /// the sandbox's own broker.
+    pub fn set_broker_url(&self, url: Option<String>) {
+        self.lock().broker_url = url;
+    }
+
+    /// The overriding broker URL, if any.
+    pub(crate) fn broker_url(&self) -> Option<String> {
+        self.lock().broker_url.clone()
     }
 
     /// Registers `id` directly (as if an agent had done it out of band); returns its new secret.
