@@ -235,14 +235,7 @@ impl Provisioner {
         };
 
         self.report(report, Phase::ObtainingCredentials);
-        let info = self
-            .client
-            .device_info(&secret)
-            .await
-            .map_err(|source| ProvisioningError::DeviceInfo { source })?;
-        if info.status == DeviceStatus::Inhibited {
-            return Err(ProvisioningError::Inhibited);
-        }
+        let broker = self.broker(&secret).await?;
         let ((key_pem, cert_pem, cert_info), renew) = match self.stored_certificate()? {
             Some(stored) => {
                 let renew = renew_at(&stored.2);
@@ -259,9 +252,31 @@ impl Provisioner {
             key_pem,
             cert_pem,
             cert_info,
-            broker: info.broker_url,
+            broker,
             renew_at: renew,
         })
+    }
+
+    /// The broker from device info (which also tells whether the device is inhibited). When
+    /// Pairing is only temporarily unreachable, the broker it named last time will do.
+    async fn broker(&self, secret: &CredentialsSecret) -> Result<BrokerUrl, ProvisioningError> {
+        match self.client.device_info(secret).await {
+            Ok(info) if info.status == DeviceStatus::Inhibited => Err(ProvisioningError::Inhibited),
+            Ok(info) => {
+                if let Err(err) = self.store.save_broker(&info.broker_url) {
+                    warn!(error = %failure::chain(&err), "couldn't remember the broker URL");
+                }
+                Ok(info.broker_url)
+            }
+            Err(source) if source.is_retryable() => match self.store.load_broker() {
+                Ok(Some(cached)) => {
+                    warn!(error = %failure::chain(&source), broker = %cached, "Pairing is unreachable; using the broker it named last time");
+                    Ok(cached)
+                }
+                _ => Err(ProvisioningError::DeviceInfo { source }),
+            },
+            Err(source) => Err(ProvisioningError::DeviceInfo { source }),
+        }
     }
 
     fn read_token(&self) -> Result<String, ProvisioningError> {

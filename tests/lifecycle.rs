@@ -193,3 +193,21 @@ async fn short_lived_certificate_is_renewed_before_it_expires() {
         "renewal does not register again"
     );
 }
+
+#[tokio::test]
+async fn restart_connects_with_stored_credentials_while_pairing_is_down() {
+    let env = TestEnv::new().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    assert!(agent.stop().await.success());
+    env.sandbox.pairing().fail_next(u32::MAX, 503);
+    let (agent, _proxy) = env.start_connected_agent().await;
+    assert!(
+        agent.log().contains("using the broker it named last time"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(
+        env.sandbox.pairing().certificate_requests(&env.device_id),
+        1
+    );
+}

@@ -10,6 +10,7 @@
 
 mod secret;
 
+use crate::pairing::BrokerUrl;
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
@@ -23,6 +24,7 @@ const DIR_NAME: &str = "credentials";
 const SECRET_FILE: &str = "secret";
 const KEY_FILE: &str = "client.key";
 const CERT_FILE: &str = "client.crt";
+const BROKER_FILE: &str = "broker";
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
@@ -102,6 +104,24 @@ impl FileStore {
 
     pub fn save_secret(&self, secret: &CredentialsSecret) -> Result<(), CredentialsError> {
         write(&self.secret_path(), secret.expose().as_bytes())
+    }
+
+    /// The broker Pairing named last time (`host:port`), so a restart can connect while
+    /// Pairing is unreachable. Unreadable content counts as none.
+    pub fn load_broker(&self) -> Result<Option<BrokerUrl>, CredentialsError> {
+        let Some(bytes) = self.read(&self.dir.join(BROKER_FILE))? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(BrokerUrl::parse(&format!("mqtts://{}", text.trim())).ok())
+    }
+
+    /// Remembers the broker; written only when it changed (flash wear).
+    pub fn save_broker(&self, broker: &BrokerUrl) -> Result<(), CredentialsError> {
+        if self.load_broker()?.as_ref() == Some(broker) {
+            return Ok(());
+        }
+        write(&self.dir.join(BROKER_FILE), broker.to_string().as_bytes())
     }
 
     /// The stored private key (PEM) and certificate (PEM), if both are present. Their content
