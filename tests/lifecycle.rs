@@ -3,7 +3,7 @@
 
 mod common;
 
-use astarte_sandbox::SandboxOptions;
+use astarte_sandbox::{BrokerEvent, SandboxOptions};
 use common::*;
 use nix::sys::signal::Signal;
 use zbus::zvariant::Value;
@@ -179,8 +179,9 @@ async fn short_lived_certificate_is_renewed_before_it_expires() {
         env.sandbox.pairing().certificate_requests(&env.device_id),
         1
     );
-    wait_for_state(&proxy, "obtaining-credentials", &agent).await;
-    wait_for_state(&proxy, "connected", &agent).await;
+    let mut states = StateWatcher::new(&proxy).await;
+    states.next("obtaining-credentials", &agent).await;
+    states.next("connected", &agent).await;
     let pairing = env.sandbox.pairing();
     assert!(
         pairing.certificate_requests(&env.device_id) >= 2,
@@ -209,5 +210,52 @@ async fn restart_connects_with_stored_credentials_while_pairing_is_down() {
     assert_eq!(
         env.sandbox.pairing().certificate_requests(&env.device_id),
         1
+    );
+}
+
+#[tokio::test]
+async fn resumed_broker_session_skips_the_handshake_and_keeps_data_flowing() {
+    let mut env = TestEnv::with_options(SandboxOptions {
+        broker_persistence: true,
+        ..SandboxOptions::default()
+    })
+    .await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    let base = env.base_topic();
+    // The first connection is clean (a new rumqttc state must not resume an older one), so
+    // the persistent session starts with the second connection.
+    for _ in 0..2 {
+        let mut states = StateWatcher::new(&proxy).await;
+        env.sandbox.restart_broker().await.unwrap();
+        states.next("disconnected", &agent).await;
+        states.next("connected", &agent).await;
+    }
+    let mut observer = env.observer().await;
+    proxy
+        .send(DEVICE_DATASTREAM, "/qos/unique", &Value::I32(7))
+        .await
+        .unwrap();
+    observed(&mut observer, &env.topic(DEVICE_DATASTREAM, "/qos/unique")).await;
+
+    let events = env.sandbox.device_events(&base);
+    let sessions: Vec<bool> = events
+        .iter()
+        .filter_map(|event| match event {
+            BrokerEvent::ConnAck {
+                session_present, ..
+            } => Some(*session_present),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sessions, [false, false, true], "{events:#?}");
+    let introspections = events
+        .iter()
+        .filter(|event| matches!(event, BrokerEvent::Publish(p) if p.topic == base))
+        .count();
+    assert_eq!(
+        introspections,
+        2,
+        "no handshake when the broker kept the session:\n{}",
+        agent.log()
     );
 }

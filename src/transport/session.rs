@@ -97,6 +97,7 @@ pub async fn run(
         tracker: Tracker::new(),
         handshake: VecDeque::new(),
         ready: false,
+        synced: false,
     };
     context.state.send_replace(AgentState::Connecting);
     let end = session.run(endpoint.renew_at, cancel).await;
@@ -111,8 +112,10 @@ struct Session<'a> {
     tracker: Tracker,
     /// Handshake steps not yet handed to rumqttc.
     handshake: VecDeque<Step>,
-    /// Handshake finished: queued data may flow.
+    /// Connected and handshake finished: queued data may flow.
     ready: bool,
+    /// The broker's session for this device went through a complete handshake.
+    synced: bool,
 }
 
 impl Session<'_> {
@@ -238,21 +241,25 @@ impl Session<'_> {
     }
 
     fn on_connected(&mut self, session_present: bool) {
-        if session_present {
+        if session_present && self.synced {
             tracing::info!("connected to the broker; session resumed");
             self.ready = true;
             self.context.state.send_replace(AgentState::Connected);
             return;
         }
-        // Nothing unacknowledged survives a lost session in rumqttc: take it back, in order.
-        let unfinished = self.tracker.take_unfinished();
-        if !unfinished.is_empty() {
-            tracing::info!(
-                messages = unfinished.len(),
-                "requeueing messages the broker never acknowledged"
-            );
+        if !session_present {
+            // Nothing unacknowledged survives a lost session in rumqttc: take it back, in order.
+            let unfinished = self.tracker.take_unfinished();
+            if !unfinished.is_empty() {
+                tracing::info!(
+                    messages = unfinished.len(),
+                    "requeueing messages the broker never acknowledged"
+                );
+            }
+            self.context.queue.requeue_front(unfinished);
         }
-        self.context.queue.requeue_front(unfinished);
+        // No session, or one whose handshake never finished: run the full handshake.
+        self.synced = false;
         // The handshake resends every property's current value: queued property messages are stale.
         self.context.queue.drop_properties();
         self.handshake = handshake::steps(
@@ -280,6 +287,7 @@ impl Session<'_> {
                     if self.handshake.is_empty() {
                         tracing::info!("session handshake complete");
                         self.ready = true;
+                        self.synced = true;
                         self.context.state.send_replace(AgentState::Connected);
                     }
                     continue;

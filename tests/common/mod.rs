@@ -236,6 +236,34 @@ pub async fn wait_for_state(proxy: &DeviceProxy<'_>, expected: &str, agent: &Age
     }
 }
 
+/// State changes recorded from the moment it is created, so a quick sequence such as
+/// `disconnected` → `connected` cannot be missed by subscribing too late.
+pub struct StateWatcher {
+    changes: zbus::proxy::PropertyStream<'static, String>,
+}
+
+impl StateWatcher {
+    pub async fn new(proxy: &DeviceProxy<'static>) -> StateWatcher {
+        StateWatcher {
+            changes: proxy.receive_state_changed().await,
+        }
+    }
+
+    /// Waits for the next change to `expected`.
+    pub async fn next(&mut self, expected: &str, agent: &Agent) {
+        let wait = async {
+            while let Some(change) = self.changes.next().await {
+                if change.get().await.ok().as_deref() == Some(expected) {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(TIMEOUT, wait).await.is_err() {
+            panic!("agent never went to state {expected:?}:\n{}", agent.log());
+        }
+    }
+}
+
 /// Waits for the next observed publish on `topic`.
 pub async fn observed(observer: &mut Observer, topic: &str) -> Observed {
     match observer.wait_for_topic(topic, TIMEOUT).await {
