@@ -134,24 +134,18 @@ impl Queue {
 
     /// Drops queued property messages: a full handshake resends every property's current value.
     pub fn drop_properties(&self) -> usize {
-        let mut inner = self.lock();
-        let before = inner.messages.len();
-        inner.messages.retain(|message| !message.is_property);
-        inner.bytes = inner
-            .messages
-            .iter()
-            .map(|message| message.payload.len())
-            .sum();
-        before - inner.messages.len()
+        self.drop_where(|message| message.is_property)
     }
 
     /// Drops queued `discard` datastreams: they are sent now or never.
     pub fn drop_discardable(&self) -> usize {
+        self.drop_where(|message| !message.is_property && message.retention == Retention::Discard)
+    }
+
+    fn drop_where(&self, drop: impl Fn(&Message) -> bool) -> usize {
         let mut inner = self.lock();
         let before = inner.messages.len();
-        inner
-            .messages
-            .retain(|message| message.is_property || message.retention != Retention::Discard);
+        inner.messages.retain(|message| !drop(message));
         inner.bytes = inner
             .messages
             .iter()

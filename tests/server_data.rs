@@ -256,3 +256,35 @@ async fn malformed_server_payloads_are_dropped_without_disturbing_the_session() 
     );
     assert_eq!(proxy.state().await.unwrap(), "connected");
 }
+
+#[tokio::test]
+async fn empty_binaryblob_on_a_server_property_is_an_unset() {
+    let env = TestEnv::new().await;
+    let observer = env.observer().await;
+    let (_agent, proxy) = env.start_connected_agent().await;
+    let mut data = proxy.receive_data_received().await.unwrap();
+    let mut unsets = proxy.receive_property_unset().await.unwrap();
+    let topic = env.topic(SERVER_PROPERTIES, "/key");
+    let blob = |bytes: Vec<u8>| bson::Binary {
+        subtype: bson::spec::BinarySubtype::Generic,
+        bytes,
+    };
+    observer
+        .publish(&topic, bson(doc! {"v": blob(vec![1, 2])}), 2)
+        .await
+        .unwrap();
+    next_data(&mut data).await;
+    observer
+        .publish(&topic, bson(doc! {"v": blob(Vec::new())}), 2)
+        .await
+        .unwrap();
+    let unset = tokio::time::timeout(TIMEOUT, unsets.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unset.args().unwrap().path, "/key");
+    assert_eq!(
+        error_name(proxy.get_property(SERVER_PROPERTIES, "/key").await),
+        "org.astarte_platform.Agent1.Error.NotSet"
+    );
+}

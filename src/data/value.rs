@@ -44,7 +44,7 @@ pub enum ValueError {
     /// Astarte reads `{"v": <empty binary>}` as an unset (gotcha 17).
     #[error("empty binaryblob: astarte treats it as an unset")]
     EmptyBinaryBlob,
-    #[error("expected a {} value, found a {}", type_name(*expected), type_name(*found))]
+    #[error("expected a {} value, found a {}", expected.name(), found.name())]
     WrongType {
         expected: MappingType,
         found: MappingType,
@@ -126,26 +126,6 @@ impl AstarteValue {
     /// not be sent as a value (a datastream rejects it, a property would be unset).
     pub fn is_empty_binary(&self) -> bool {
         matches!(self, AstarteValue::BinaryBlob(v) if v.is_empty())
-    }
-}
-
-/// The Astarte (interface JSON) name of a mapping type, for messages.
-pub fn type_name(mapping_type: MappingType) -> &'static str {
-    match mapping_type {
-        MappingType::Double => "double",
-        MappingType::Integer => "integer",
-        MappingType::Boolean => "boolean",
-        MappingType::LongInteger => "longinteger",
-        MappingType::String => "string",
-        MappingType::BinaryBlob => "binaryblob",
-        MappingType::DateTime => "datetime",
-        MappingType::DoubleArray => "doublearray",
-        MappingType::IntegerArray => "integerarray",
-        MappingType::BooleanArray => "booleanarray",
-        MappingType::LongIntegerArray => "longintegerarray",
-        MappingType::StringArray => "stringarray",
-        MappingType::BinaryBlobArray => "binaryblobarray",
-        MappingType::DateTimeArray => "datetimearray",
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use crate::api::now_ms;
 use crate::data::{AstarteValue, payload, purge};
 use crate::interface::registry::Registry;
-use crate::interface::{Aggregation, InterfaceType, Ownership};
+use crate::interface::{Aggregation, Interface, InterfaceType, Mapping, Ownership};
 use crate::properties::{PropertyStore, PropertyStoreError};
 use crate::transport::topic::{IncomingTopic, Topics};
 
@@ -146,45 +146,14 @@ async fn data(
     let mapping = interface
         .mapping(path)
         .map_err(|error| ReceiveError::UnknownPath(error.to_string()))?;
-    if bytes.is_empty() {
-        return match interface.interface_type {
-            InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream {
-                interface: name.into(),
-                path: path.into(),
-            }),
-            InterfaceType::Properties if !mapping.allow_unset => {
-                Err(ReceiveError::UnsetNotAllowed {
-                    interface: name.into(),
-                    path: path.into(),
-                })
-            }
-            InterfaceType::Properties => {
-                properties.unset(name, path).await?;
-                Ok(ServerEvent::Unset {
-                    interface: name.into(),
-                    path: path.into(),
-                })
-            }
-        };
-    }
-    let received =
-        payload::decode_individual(bytes, mapping.mapping_type).map_err(payload_error)?;
-    // Astarte reads an empty binaryblob as "no value": an unset for properties.
-    if received.value.is_empty_binary() {
-        return match interface.interface_type {
-            InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream {
-                interface: name.into(),
-                path: path.into(),
-            }),
-            InterfaceType::Properties => {
-                properties.unset(name, path).await?;
-                Ok(ServerEvent::Unset {
-                    interface: name.into(),
-                    path: path.into(),
-                })
-            }
-        };
-    }
+    let received = (!bytes.is_empty())
+        .then(|| payload::decode_individual(bytes, mapping.mapping_type))
+        .transpose()
+        .map_err(payload_error)?;
+    // Astarte reads an empty payload, and an empty binaryblob, as "no value": an unset.
+    let Some(received) = received.filter(|received| !received.value.is_empty_binary()) else {
+        return unset(interface, mapping, properties, path).await;
+    };
     if interface.interface_type == InterfaceType::Properties {
         properties
             .set(interface, path, received.value.clone())
@@ -196,4 +165,30 @@ async fn data(
         value: received.value,
         timestamp_ms: received.timestamp_ms.unwrap_or_else(now_ms),
     })
+}
+
+async fn unset(
+    interface: &Interface,
+    mapping: &Mapping,
+    properties: &PropertyStore,
+    path: &str,
+) -> Result<ServerEvent, ReceiveError> {
+    let (name, path) = (interface.name.clone(), path.to_owned());
+    match interface.interface_type {
+        InterfaceType::Datastream => Err(ReceiveError::EmptyDatastream {
+            interface: name,
+            path,
+        }),
+        InterfaceType::Properties if !mapping.allow_unset => Err(ReceiveError::UnsetNotAllowed {
+            interface: name,
+            path,
+        }),
+        InterfaceType::Properties => {
+            properties.unset(&name, &path).await?;
+            Ok(ServerEvent::Unset {
+                interface: name,
+                path,
+            })
+        }
+    }
 }

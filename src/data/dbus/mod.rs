@@ -6,7 +6,7 @@
 use thiserror::Error;
 use zbus::zvariant::{OwnedValue, Signature, Str, Value};
 
-use super::value::{AstarteValue, ValueError, type_name};
+use super::value::{AstarteValue, ValueError};
 use crate::interface::MappingType;
 
 /// Why a D-Bus variant is not a value of the mapping's type.
@@ -14,18 +14,18 @@ use crate::interface::MappingType;
 pub enum ConversionError {
     #[error(
         "expected {} as D-Bus type `{expected_signature}`, found `{found_signature}`",
-        type_name(*expected)
+        expected.name()
     )]
     WrongType {
         expected: MappingType,
         expected_signature: &'static str,
         found_signature: String,
     },
-    #[error("{value} is out of range for {}", type_name(*expected))]
+    #[error("{value} is out of range for {}", expected.name())]
     OutOfRange { expected: MappingType, value: i128 },
     #[error("{value} is not a finite number")]
     NotFinite { value: f64 },
-    #[error("{} value too large: {len} {unit}, at most {max}", type_name(*expected))]
+    #[error("{} value too large: {len} {unit}, at most {max}", expected.name())]
     TooLarge {
         expected: MappingType,
         len: usize,

@@ -11,7 +11,7 @@ pub use encode::{encode_individual, encode_object};
 use bson::spec::ElementType;
 use thiserror::Error;
 
-use super::value::{ValueError, type_name};
+use super::value::ValueError;
 use crate::interface::MappingType;
 
 /// Why a payload could not be encoded or decoded.
@@ -27,12 +27,12 @@ pub enum PayloadError {
     MissingValue,
     #[error("key `{key}` appears more than once")]
     DuplicateKey { key: String },
-    #[error("expected {} as bson {}, found bson {found}", type_name(*expected), expected_bson(*expected))]
+    #[error("expected {} as bson {}, found bson {found}", expected.name(), expected_bson(*expected))]
     WrongType {
         expected: MappingType,
         found: &'static str,
     },
-    #[error("expected {} items, found bson {found} at index {index}", type_name(*expected))]
+    #[error("expected {} items, found bson {found} at index {index}", expected.name())]
     WrongElementType {
         expected: MappingType,
         index: usize,
