@@ -250,3 +250,125 @@ fn decode_entry(entry: &Document, registry: &Registry) -> Result<(PropertyKey, S
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interface::Interface;
+
+    fn interface(name: &str, ownership: &str, major: u32) -> Interface {
+        Interface::from_json(&format!(
+            r#"{{"interface_name": "{name}", "version_major": {major}, "version_minor": 1, "type": "properties",
+                "ownership": "{ownership}", "mappings": [{{"endpoint": "/%{{id}}/value", "type": "longinteger", "allow_unset": true}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    fn registry(interfaces: Vec<Interface>) -> Registry {
+        Registry::from_interfaces(interfaces)
+    }
+
+    #[tokio::test]
+    async fn values_survive_a_reload_with_their_exact_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = interface("org.example.Device", "device", 1);
+        let registry = registry(vec![device.clone()]);
+        let store = PropertyStore::load(dir.path(), &registry).unwrap();
+        store
+            .set(&device, "/a/value", AstarteValue::LongInteger(5))
+            .await
+            .unwrap();
+
+        let reloaded = PropertyStore::load(dir.path(), &registry).unwrap();
+        assert_eq!(
+            reloaded.get("org.example.Device", "/a/value"),
+            Some(AstarteValue::LongInteger(5))
+        );
+        assert_eq!(reloaded.device_owned().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn values_of_a_removed_or_changed_major_interface_are_dropped_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = interface("org.example.Device", "device", 1);
+        let store = PropertyStore::load(dir.path(), &registry(vec![old.clone()])).unwrap();
+        store
+            .set(&old, "/a/value", AstarteValue::LongInteger(5))
+            .await
+            .unwrap();
+
+        let new_major = registry(vec![interface("org.example.Device", "device", 2)]);
+        assert_eq!(
+            PropertyStore::load(dir.path(), &new_major)
+                .unwrap()
+                .get("org.example.Device", "/a/value"),
+            None
+        );
+        assert_eq!(
+            PropertyStore::load(dir.path(), &registry(vec![]))
+                .unwrap()
+                .device_owned()
+                .len(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn consumer_purge_list_keeps_listed_server_values_and_all_device_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = interface("org.example.Server", "server", 0);
+        let device = interface("org.example.Device", "device", 0);
+        let store =
+            PropertyStore::load(dir.path(), &registry(vec![server.clone(), device.clone()]))
+                .unwrap();
+        store
+            .set(&server, "/kept/value", AstarteValue::LongInteger(1))
+            .await
+            .unwrap();
+        store
+            .set(&server, "/gone/value", AstarteValue::LongInteger(2))
+            .await
+            .unwrap();
+        store
+            .set(&device, "/mine/value", AstarteValue::LongInteger(3))
+            .await
+            .unwrap();
+
+        let listed = HashSet::from(["org.example.Server/kept/value".to_owned()]);
+        let removed = store.retain_server_owned(&listed).await.unwrap();
+        assert_eq!(
+            removed,
+            [PropertyKey {
+                interface: "org.example.Server".into(),
+                path: "/gone/value".into()
+            }]
+        );
+        assert!(store.get("org.example.Server", "/kept/value").is_some());
+        assert!(store.get("org.example.Device", "/mine/value").is_some());
+    }
+
+    #[test]
+    fn a_corrupt_store_is_treated_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(PROPERTIES_FILE), b"\x05\x00garbage").unwrap();
+        let store = PropertyStore::load(dir.path(), &registry(vec![])).unwrap();
+        assert!(store.device_owned().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_store_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let device = interface("org.example.Device", "device", 0);
+        let store = PropertyStore::load(dir.path(), &registry(vec![device.clone()])).unwrap();
+        store
+            .set(&device, "/a/value", AstarteValue::LongInteger(1))
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(dir.path().join(PROPERTIES_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
