@@ -70,3 +70,101 @@ async fn broker_with_an_untrusted_certificate_is_never_sent_a_connect() {
         .count();
     assert_eq!(connects, 0);
 }
+
+/// A TLS front for the sandbox's plain-HTTP Pairing server, with a certificate for `localhost`
+/// signed by the sandbox CA: Pairing as production devices reach it, over https.
+async fn https_front(env: &TestEnv) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let identity = env.sandbox.ca().issue_server().unwrap();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let backend = env
+        .sandbox
+        .pairing_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                let Ok(mut client) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    port
+}
+
+fn set_pairing_url(env: &TestEnv, url: &str) {
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    let replaced: String = config
+        .lines()
+        .map(|line| {
+            if line.starts_with("pairing_url") {
+                format!("pairing_url = {url:?}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(env.config_path(), replaced).unwrap();
+}
+
+#[tokio::test]
+async fn pairing_over_https_is_verified_against_ca_file() {
+    let env = TestEnv::new().await;
+    let port = https_front(&env).await;
+    set_pairing_url(&env, &format!("https://localhost:{port}/"));
+    let (_agent, _proxy) = env.start_connected_agent().await;
+    assert_eq!(
+        env.sandbox.pairing().certificate_requests(&env.device_id),
+        1
+    );
+}
+
+#[tokio::test]
+async fn pairing_over_https_with_an_untrusted_certificate_is_refused() {
+    let env = TestEnv::new().await;
+    let port = https_front(&env).await;
+    set_pairing_url(&env, &format!("https://localhost:{port}/"));
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    let without_ca: String = config
+        .lines()
+        .filter(|line| !line.starts_with("ca_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(env.config_path(), without_ca).unwrap();
+    let agent = env.start_agent().await;
+    agent.wait_for_log("provisioning failed").await;
+    assert!(
+        agent.log().contains("invalid peer certificate"),
+        "the log says why:\n{}",
+        agent.log()
+    );
+    assert!(
+        env.sandbox.pairing().requests().is_empty(),
+        "no request reached Pairing"
+    );
+}

@@ -212,6 +212,18 @@ impl Agent {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+
+    /// Waits until the agent has logged `needle` (for outcomes that have no D-Bus signal).
+    pub async fn wait_for_log(&self, needle: &str) {
+        let wait = async {
+            while !self.log().contains(needle) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(TIMEOUT, wait).await.is_err() {
+            panic!("the agent never logged {needle:?}:\n{}", self.log());
+        }
+    }
 }
 
 /// Waits until the `State` property equals `expected`, via PropertiesChanged (no polling).
