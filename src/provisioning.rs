@@ -101,6 +101,8 @@ pub enum ProvisioningError {
     Csr { source: CsrError },
     #[error("the key generation task failed")]
     KeyGeneration { source: tokio::task::JoinError },
+    #[error("the credentials store task failed")]
+    StoreTask { source: tokio::task::JoinError },
     #[error("the certificate issued by Pairing is unusable")]
     IssuedCertificate { source: CsrError },
     #[error("the certificate issued by Pairing names {got:?} instead of {expected:?}")]
@@ -207,18 +209,31 @@ impl Provisioner {
 
     /// Forgets the stored certificate (the broker refused it); the next
     /// [`Provisioner::ensure_credentials`] requests a new one even if forgetting fails.
-    pub fn invalidate_certificate(&mut self) {
+    pub async fn invalidate_certificate(&mut self) {
         self.force_new_certificate = true;
-        if let Err(err) = self.store.forget_certificate() {
+        let forgotten = self.on_store(|store| store.forget_certificate()).await;
+        if let Err(err) = forgotten.and_then(|forgotten| forgotten.map_err(ProvisioningError::from))
+        {
             warn!(error = %failure::chain(&err), "couldn't remove the refused certificate");
         }
+    }
+
+    /// Runs a credentials store operation (small files, but fsynced) off the async runtime.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&FileStore) -> T + Send + 'static,
+    ) -> Result<T, ProvisioningError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || operation(&store))
+            .await
+            .map_err(|source| ProvisioningError::StoreTask { source })
     }
 
     async fn attempt(
         &mut self,
         report: &(dyn Fn(Phase) + Send + Sync),
     ) -> Result<Ready, ProvisioningError> {
-        let secret = match self.store.load_secret()? {
+        let secret = match self.on_store(|store| store.load_secret()).await?? {
             Some(secret) => secret,
             None => {
                 let token = self.read_token()?;
@@ -228,7 +243,9 @@ impl Provisioner {
                     .register(&token)
                     .await
                     .map_err(|source| ProvisioningError::Register { source })?;
-                self.store.save_secret(&secret)?;
+                let saved = secret.clone();
+                self.on_store(move |store| store.save_secret(&saved))
+                    .await??;
                 info!("device registered, credentials secret stored");
                 secret
             }
@@ -236,7 +253,7 @@ impl Provisioner {
 
         self.report(report, Phase::ObtainingCredentials);
         let broker = self.broker(&secret).await?;
-        let ((key_pem, cert_pem, cert_info), renew) = match self.stored_certificate()? {
+        let ((key_pem, cert_pem, cert_info), renew) = match self.stored_certificate().await? {
             Some(stored) => {
                 let renew = renew_at(&stored.2);
                 (stored, renew)
@@ -263,18 +280,22 @@ impl Provisioner {
         match self.client.device_info(secret).await {
             Ok(info) if info.status == DeviceStatus::Inhibited => Err(ProvisioningError::Inhibited),
             Ok(info) => {
-                if let Err(err) = self.store.save_broker(&info.broker_url) {
+                let broker = info.broker_url.clone();
+                let saved = self.on_store(move |store| store.save_broker(&broker)).await;
+                if let Err(err) = saved.and_then(|saved| saved.map_err(ProvisioningError::from)) {
                     warn!(error = %failure::chain(&err), "couldn't remember the broker URL");
                 }
                 Ok(info.broker_url)
             }
-            Err(source) if source.is_retryable() => match self.store.load_broker() {
-                Ok(Some(cached)) => {
-                    warn!(error = %failure::chain(&source), broker = %cached, "Pairing is unreachable; using the broker it named last time");
-                    Ok(cached)
+            Err(source) if source.is_retryable() => {
+                match self.on_store(|store| store.load_broker()).await {
+                    Ok(Ok(Some(cached))) => {
+                        warn!(error = %failure::chain(&source), broker = %cached, "Pairing is unreachable; using the broker it named last time");
+                        Ok(cached)
+                    }
+                    _ => Err(ProvisioningError::DeviceInfo { source }),
                 }
-                _ => Err(ProvisioningError::DeviceInfo { source }),
-            },
+            }
             Err(source) => Err(ProvisioningError::DeviceInfo { source }),
         }
     }
@@ -308,13 +329,13 @@ impl Provisioner {
 
     /// The stored key and certificate if they belong together, name this device and are
     /// not due for renewal.
-    fn stored_certificate(
+    async fn stored_certificate(
         &self,
     ) -> Result<Option<(Secret, String, CertificateInfo)>, ProvisioningError> {
         if self.force_new_certificate {
             return Ok(None);
         }
-        let Some((key, cert)) = self.store.load_certificate()? else {
+        let Some((key, cert)) = self.on_store(|store| store.load_certificate()).await?? else {
             return Ok(None);
         };
         let info = match csr::inspect_certificate(&cert, &key) {
@@ -366,7 +387,9 @@ impl Provisioner {
             });
         }
         // Pairing revoked the previous certificate: this one is the only one left, keep it.
-        self.store.save_certificate(&key, &cert)?;
+        let (saved_key, saved_cert) = (key.clone(), cert.clone());
+        self.on_store(move |store| store.save_certificate(&saved_key, &saved_cert))
+            .await??;
         self.force_new_certificate = false;
         info!(
             not_after = unix_secs(info.not_after),

@@ -194,7 +194,7 @@ async fn connection_loop(
             Ok(config) => Arc::new(config),
             Err(error) => {
                 tracing::error!(%error, "the stored client certificate is unusable; requesting a new one");
-                provisioner.invalidate_certificate();
+                provisioner.invalidate_certificate().await;
                 continue;
             }
         };
@@ -207,7 +207,7 @@ async fn connection_loop(
         match session::run(&context, endpoint, &cancel).await {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::RenewCertificate | SessionEnd::CertificateRejected => {
-                provisioner.invalidate_certificate()
+                provisioner.invalidate_certificate().await
             }
         }
     }

@@ -48,7 +48,7 @@ pub enum CredentialsError {
 }
 
 /// Credentials kept as files in one private directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
 }

@@ -321,7 +321,7 @@ async fn invalidating_the_certificate_makes_the_next_run_request_a_new_one() {
     rig.store_secret();
     let old = rig.store_certificate(-86_400, 90 * 86_400);
     let mut provisioner = rig.provisioner();
-    provisioner.invalidate_certificate();
+    provisioner.invalidate_certificate().await;
     let ready = Reporter::never().run(&mut provisioner).await.unwrap();
     assert_ne!(ready.cert_pem, old);
     assert_eq!(rig.server.calls(), [INFO, CREDENTIALS]);
