@@ -129,7 +129,8 @@ async fn handshake_uses_mqtt_311_and_subscribes_before_empty_cache() {
 
 #[tokio::test]
 async fn data_queued_while_offline_is_sent_after_the_handshake_completes() {
-    let mut env = TestEnv::new().await;
+    let mut env = TestEnv::persistent().await;
+    let mut observer = env.observer().await;
     env.sandbox.stop_broker().await;
     let agent = env.start_agent().await;
     let proxy = env.proxy().await;
@@ -153,7 +154,6 @@ async fn data_queued_while_offline_is_sent_after_the_handshake_completes() {
         .unwrap();
 
     env.sandbox.start_broker().await.unwrap();
-    let mut observer = env.observer().await;
     wait_for_state(&proxy, "connected", &agent).await;
     let topic = env.topic(DEVICE_DATASTREAM, "/plain/value");
     let first = observed(&mut observer, &topic).await;

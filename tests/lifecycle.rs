@@ -134,12 +134,9 @@ async fn a_rejected_token_is_reported_and_the_daemon_keeps_running() {
 
 #[tokio::test]
 async fn broker_restart_is_survived_and_data_sent_meanwhile_arrives() {
-    let mut env = TestEnv::with_options(SandboxOptions {
-        broker_persistence: true,
-        ..SandboxOptions::default()
-    })
-    .await;
+    let mut env = TestEnv::persistent().await;
     let (agent, proxy) = env.start_connected_agent().await;
+    let mut observer = env.observer().await;
     env.sandbox.stop_broker().await;
     wait_for_state(&proxy, "disconnected", &agent).await;
     proxy
@@ -151,7 +148,6 @@ async fn broker_restart_is_survived_and_data_sent_meanwhile_arrives() {
         .await
         .unwrap();
     env.sandbox.start_broker().await.unwrap();
-    let mut observer = env.observer().await;
     wait_for_state(&proxy, "connected", &agent).await;
     let topic = env.topic(DEVICE_DATASTREAM, "/qos/unique");
     let first = observed(&mut observer, &topic).await;
@@ -257,5 +253,45 @@ async fn resumed_broker_session_skips_the_handshake_and_keeps_data_flowing() {
         2,
         "no handshake when the broker kept the session:\n{}",
         agent.log()
+    );
+}
+
+#[tokio::test]
+async fn offline_values_follow_their_retention_and_expiry() {
+    let mut env = TestEnv::persistent().await;
+    let mut observer = env.observer().await;
+    env.sandbox.stop_broker().await;
+    let agent = env.start_agent().await;
+    let proxy = env.proxy().await;
+    wait_for_state(&proxy, "disconnected", &agent).await;
+    // discard: dropped while offline; volatile with expiry 1 s: dropped once expired;
+    // volatile without expiry: kept.
+    proxy
+        .send(DEVICE_DATASTREAM, "/qos/unreliable", &Value::I32(1))
+        .await
+        .unwrap();
+    proxy
+        .send(DEVICE_DATASTREAM, "/plain/shortlived", &Value::I32(2))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // let the expiry pass
+    proxy
+        .send(DEVICE_DATASTREAM, "/plain/value", &Value::F64(3.0))
+        .await
+        .unwrap();
+
+    env.sandbox.start_broker().await.unwrap();
+    wait_for_state(&proxy, "connected", &agent).await;
+    observed(&mut observer, &env.topic(DEVICE_DATASTREAM, "/plain/value")).await;
+    // Order is kept, so anything queued before the last value would have arrived before it.
+    let data: Vec<&str> = observer
+        .history()
+        .iter()
+        .map(|message| message.topic.as_str())
+        .filter(|topic| topic.contains(DEVICE_DATASTREAM))
+        .collect();
+    assert_eq!(
+        data,
+        [env.topic(DEVICE_DATASTREAM, "/plain/value").as_str()]
     );
 }

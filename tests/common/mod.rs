@@ -52,6 +52,16 @@ impl TestEnv {
         TestEnv::with_options(SandboxOptions::default()).await
     }
 
+    /// A broker that keeps sessions across restarts: an observer created before an outage
+    /// receives everything published after it, however fast the agent reconnects.
+    pub async fn persistent() -> TestEnv {
+        TestEnv::with_options(SandboxOptions {
+            broker_persistence: true,
+            ..SandboxOptions::default()
+        })
+        .await
+    }
+
     pub async fn with_options(options: SandboxOptions) -> TestEnv {
         let sandbox = Sandbox::start(options).await.expect("sandbox starts");
         let bus = PrivateBus::start().await;
