@@ -40,6 +40,9 @@ pub enum Phase {
     Inhibited,
 }
 
+/// Broker refusals of a certificate Pairing calls valid before a new one is requested anyway.
+pub const REJECTIONS_BEFORE_RENEWAL: u32 = 3;
+
 /// Everything needed to connect to the broker.
 #[derive(Debug, Clone)]
 pub struct Ready {
@@ -215,6 +218,40 @@ impl Provisioner {
         if let Err(err) = forgotten.and_then(|forgotten| forgotten.map_err(ProvisioningError::from))
         {
             warn!(error = %failure::chain(&err), "couldn't remove the refused certificate");
+        }
+    }
+
+    /// The broker refused the certificate of `ready`. As Astarte's guide recommends, ask
+    /// Pairing whether it is still valid: only then is a new one requested (each request
+    /// revokes the previous certificate). If Pairing can't tell, the certificate is kept.
+    /// Pairing does not check revocation, so after `REJECTIONS_BEFORE_RENEWAL` refusals in a
+    /// row a new certificate is requested anyway.
+    pub async fn certificate_rejected(&mut self, ready: &Ready, consecutive: u32) {
+        if consecutive >= REJECTIONS_BEFORE_RENEWAL {
+            warn!(
+                consecutive,
+                "the broker keeps refusing the certificate; requesting a new one"
+            );
+            self.invalidate_certificate().await;
+            return;
+        }
+        match self
+            .client
+            .verify_certificate(&ready.secret, &ready.cert_pem)
+            .await
+        {
+            Ok(false) => {
+                info!(
+                    "Pairing confirms the certificate is no longer valid; a new one will be requested"
+                );
+                self.invalidate_certificate().await;
+            }
+            Ok(true) => warn!(
+                "the broker refused a certificate Pairing still considers valid (check the broker's CA and the device clock); retrying with it"
+            ),
+            Err(err) => {
+                warn!(error = %failure::chain(&err), "couldn't verify the refused certificate with Pairing; retrying with it")
+            }
         }
     }
 

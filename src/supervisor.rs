@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::DeviceApi;
+use crate::backoff::Backoff;
 use crate::config::{BusKind, Config};
 use crate::dbus::{self, service::DeviceService};
 use crate::interface::registry::Registry;
@@ -30,6 +31,9 @@ use crate::{credentials::FileStore, tls};
 /// How long stopping may take before remaining tasks are abandoned.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 const PAIRING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Delay after the broker refuses the client certificate, growing while it keeps refusing.
+const REJECTION_BACKOFF_BASE: Duration = Duration::from_secs(2);
+const REJECTION_BACKOFF_MAX: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -183,6 +187,8 @@ async fn connection_loop(
         };
         state.send_replace(next);
     };
+    let mut rejections = Backoff::new(REJECTION_BACKOFF_BASE, REJECTION_BACKOFF_MAX);
+    let mut consecutive_rejections = 0;
     loop {
         state.send_replace(AgentState::ObtainingCredentials);
         let ready = match provisioner.ensure_credentials(&report, &cancel).await {
@@ -206,8 +212,27 @@ async fn connection_loop(
         };
         match session::run(&context, endpoint, &cancel).await {
             SessionEnd::Shutdown => return Ok(()),
-            SessionEnd::RenewCertificate | SessionEnd::CertificateRejected => {
+            SessionEnd::RenewCertificate => {
+                consecutive_rejections = 0;
+                rejections.reset();
                 provisioner.invalidate_certificate().await
+            }
+            SessionEnd::CertificateRejected { had_connected } => {
+                if had_connected {
+                    rejections.reset();
+                    consecutive_rejections = 0;
+                }
+                consecutive_rejections += 1;
+                provisioner
+                    .certificate_rejected(&ready, consecutive_rejections)
+                    .await;
+                // Every new certificate revokes the previous one: never hammer Pairing or
+                // the broker when the broker keeps refusing.
+                let delay = rejections.next_delay();
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
         }
     }

@@ -71,6 +71,69 @@ async fn broker_with_an_untrusted_certificate_is_never_sent_a_connect() {
     assert_eq!(connects, 0);
 }
 
+/// A "broker" that speaks TLS 1.2 like Astarte's but trusts only an unrelated CA for client
+/// certificates: it refuses every certificate the agent presents.
+async fn refusing_broker(env: &TestEnv) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+
+    let identity = env.sandbox.ca().issue_server().unwrap();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+    let unrelated = astarte_sandbox::TestCa::generate("unrelated").unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(unrelated.cert_pem().unwrap().as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = acceptor.accept(stream).await;
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_refused_certificate_is_verified_with_pairing_before_a_new_one_is_requested() {
+    let env = TestEnv::new().await;
+    let port = refusing_broker(&env).await;
+    env.sandbox
+        .pairing()
+        .set_broker_url(Some(format!("mqtts://localhost:{port}/")));
+    let agent = env.start_agent().await;
+
+    // Pairing says the certificate is valid: keep it (a new one would revoke it) and retry.
+    agent.wait_for_log("still considers valid").await;
+    let pairing = env.sandbox.pairing();
+    assert_eq!(pairing.certificate_requests(&env.device_id), 1);
+    assert!(pairing.verify_requests(&env.device_id) >= 1);
+
+    // Pairing does not check revocation: after repeated refusals, a new certificate anyway.
+    agent.wait_for_log("keeps refusing the certificate").await;
+    agent.wait_for_log_count("new certificate stored", 2).await;
+    assert_eq!(pairing.certificate_requests(&env.device_id), 2);
+}
+
 /// A TLS front for the sandbox's plain-HTTP Pairing server, with a certificate for `localhost`
 /// signed by the sandbox CA: Pairing as production devices reach it, over https.
 async fn https_front(env: &TestEnv) -> u16 {

@@ -63,7 +63,11 @@ pub struct Endpoint {
 pub enum SessionEnd {
     Shutdown,
     RenewCertificate,
-    CertificateRejected,
+    /// The broker refused the client certificate; `had_connected` tells whether it had
+    /// accepted it earlier in this session.
+    CertificateRejected {
+        had_connected: bool,
+    },
 }
 
 pub async fn run(
@@ -98,6 +102,7 @@ pub async fn run(
         handshake: VecDeque::new(),
         ready: false,
         synced: false,
+        connected_once: false,
     };
     context.state.send_replace(AgentState::Connecting);
     let end = session.run(endpoint.renew_at, cancel).await;
@@ -116,6 +121,8 @@ struct Session<'a> {
     ready: bool,
     /// The broker's session for this device went through a complete handshake.
     synced: bool,
+    /// The broker accepted a connection at least once.
+    connected_once: bool,
 }
 
 impl Session<'_> {
@@ -173,8 +180,10 @@ impl Session<'_> {
         let dropped = self.context.queue.drop_discardable();
         match &reason {
             LostReason::CertificateRejected(error) => {
-                tracing::warn!(%error, "the broker rejected the client certificate; requesting a new one");
-                return Some(SessionEnd::CertificateRejected);
+                tracing::warn!(%error, "the broker refused the client certificate");
+                return Some(SessionEnd::CertificateRejected {
+                    had_connected: self.connected_once,
+                });
             }
             LostReason::BrokerUntrusted(error) => {
                 tracing::error!(%error, "the broker's certificate is not trusted: check ca_file and the system roots; retrying")
@@ -241,6 +250,7 @@ impl Session<'_> {
     }
 
     fn on_connected(&mut self, session_present: bool) {
+        self.connected_once = true;
         if session_present && self.synced {
             tracing::info!("connected to the broker; session resumed");
             self.ready = true;

@@ -225,13 +225,21 @@ impl Agent {
 
     /// Waits until the agent has logged `needle` (for outcomes that have no D-Bus signal).
     pub async fn wait_for_log(&self, needle: &str) {
+        self.wait_for_log_count(needle, 1).await;
+    }
+
+    /// Waits until the agent has logged `needle` at least `count` times.
+    pub async fn wait_for_log_count(&self, needle: &str, count: usize) {
         let wait = async {
-            while !self.log().contains(needle) {
+            while self.log().matches(needle).count() < count {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
         if tokio::time::timeout(TIMEOUT, wait).await.is_err() {
-            panic!("the agent never logged {needle:?}:\n{}", self.log());
+            panic!(
+                "the agent never logged {needle:?} {count} times:\n{}",
+                self.log()
+            );
         }
     }
 }
