@@ -8,6 +8,8 @@ use std::net::TcpListener;
 
 use astarte_sandbox::BrokerEvent;
 use common::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Accepts one TCP connection and returns the SNI of its TLS ClientHello.
 fn capture_sni(listener: TcpListener) -> Option<String> {
@@ -47,13 +49,7 @@ async fn agent_sends_sni_with_the_broker_host_name() {
 async fn broker_with_an_untrusted_certificate_is_never_sent_a_connect() {
     let env = TestEnv::new().await;
     // Without ca_file, the sandbox's test CA (which signed the broker certificate) is unknown.
-    let config = std::fs::read_to_string(env.config_path()).unwrap();
-    let without_ca: String = config
-        .lines()
-        .filter(|line| !line.starts_with("ca_file"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(env.config_path(), without_ca).unwrap();
+    forget_ca_file(&env);
     let agent = env.start_agent().await;
     let proxy = env.proxy().await;
     wait_for_state(&proxy, "disconnected", &agent).await;
@@ -71,19 +67,33 @@ async fn broker_with_an_untrusted_certificate_is_never_sent_a_connect() {
     assert_eq!(connects, 0);
 }
 
+/// A server certificate for `localhost` signed by the sandbox CA, with its key.
+fn localhost_identity(env: &TestEnv) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let identity = env.sandbox.ca().issue_server().unwrap();
+    let certs = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+    (certs, key)
+}
+
+/// Rewrites the agent's configuration without `ca_file`: the sandbox CA is then unknown.
+fn forget_ca_file(env: &TestEnv) {
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    let without_ca: String = config
+        .lines()
+        .filter(|line| !line.starts_with("ca_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(env.config_path(), without_ca).unwrap();
+}
+
 /// A "broker" that speaks TLS 1.2 like Astarte's but trusts only an unrelated CA for client
 /// certificates: it refuses every certificate the agent presents.
 async fn refusing_broker(env: &TestEnv) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::sync::Arc;
 
-    let identity = env.sandbox.ca().issue_server().unwrap();
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-            .map(Result::unwrap)
-            .collect();
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+    let (certs, key) = localhost_identity(env);
     let unrelated = astarte_sandbox::TestCa::generate("unrelated").unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -137,15 +147,7 @@ async fn a_refused_certificate_is_verified_with_pairing_before_a_new_one_is_requ
 /// A TLS front for the sandbox's plain-HTTP Pairing server, with a certificate for `localhost`
 /// signed by the sandbox CA: Pairing as production devices reach it, over https.
 async fn https_front(env: &TestEnv) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let identity = env.sandbox.ca().issue_server().unwrap();
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-            .map(Result::unwrap)
-            .collect();
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+    let (certs, key) = localhost_identity(env);
     let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -212,13 +214,7 @@ async fn pairing_over_https_with_an_untrusted_certificate_is_refused() {
     let env = TestEnv::new().await;
     let port = https_front(&env).await;
     set_pairing_url(&env, &format!("https://localhost:{port}/"));
-    let config = std::fs::read_to_string(env.config_path()).unwrap();
-    let without_ca: String = config
-        .lines()
-        .filter(|line| !line.starts_with("ca_file"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(env.config_path(), without_ca).unwrap();
+    forget_ca_file(&env);
     let agent = env.start_agent().await;
     agent.wait_for_log("provisioning failed").await;
     assert!(
