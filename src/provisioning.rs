@@ -65,6 +65,25 @@ pub fn renew_at(info: &CertificateInfo) -> SystemTime {
     info.not_after.checked_sub(window).unwrap_or(info.not_after)
 }
 
+/// How soon a failed renewal is tried again: in 5 minutes, or halfway to expiry if sooner.
+pub fn renewal_retry_at(info: &CertificateInfo, now: SystemTime) -> SystemTime {
+    let left = info.not_after.duration_since(now).unwrap_or_default();
+    now + RENEWAL_RETRY.min(left / 2)
+}
+
+/// Delay before a failed renewal is attempted again (the current certificate still works).
+pub const RENEWAL_RETRY: Duration = Duration::from_secs(300);
+
+/// The stored certificate, judged against the clock.
+enum Stored {
+    /// Valid and not yet due for renewal.
+    Usable((Secret, String, CertificateInfo)),
+    /// Still valid but inside its renewal window.
+    Due((Secret, String, CertificateInfo)),
+    /// Missing, unusable, expired, or refused by the broker.
+    None,
+}
+
 /// A certificate just issued is used even when Pairing issues short-lived ones that start
 /// inside the renewal window: it is renewed halfway through what is left of it, so a short
 /// lifetime never turns into a request loop.
@@ -291,11 +310,27 @@ impl Provisioner {
         self.report(report, Phase::ObtainingCredentials);
         let broker = self.broker(&secret).await?;
         let ((key_pem, cert_pem, cert_info), renew) = match self.stored_certificate().await? {
-            Some(stored) => {
+            Stored::Usable(stored) => {
                 let renew = renew_at(&stored.2);
                 (stored, renew)
             }
-            None => {
+            Stored::Due(stored) => match self.new_certificate(&secret).await {
+                Ok(issued) => {
+                    let renew = renew_fresh_at(&issued.2, SystemTime::now());
+                    (issued, renew)
+                }
+                // A certificate that still works beats none: keep it and try again later.
+                Err(err) => {
+                    let retry = renewal_retry_at(&stored.2, SystemTime::now());
+                    warn!(
+                        error = %failure::chain(&err),
+                        not_after = unix_secs(stored.2.not_after),
+                        "couldn't renew the certificate; using the current one meanwhile"
+                    );
+                    (stored, retry)
+                }
+            },
+            Stored::None => {
                 let issued = self.new_certificate(&secret).await?;
                 let renew = renew_fresh_at(&issued.2, SystemTime::now());
                 (issued, renew)
@@ -366,38 +401,43 @@ impl Provisioner {
 
     /// The stored key and certificate if they belong together, name this device and are
     /// not due for renewal.
-    async fn stored_certificate(
-        &self,
-    ) -> Result<Option<(Secret, String, CertificateInfo)>, ProvisioningError> {
+    async fn stored_certificate(&self) -> Result<Stored, ProvisioningError> {
         if self.force_new_certificate {
-            return Ok(None);
+            return Ok(Stored::None);
         }
         let Some((key, cert)) = self.on_store(|store| store.load_certificate()).await?? else {
-            return Ok(None);
+            return Ok(Stored::None);
         };
         let info = match csr::inspect_certificate(&cert, &key) {
             Ok(info) => info,
             Err(err) => {
                 info!(error = %failure::chain(&err), "stored certificate unusable, requesting a new one");
-                return Ok(None);
+                return Ok(Stored::None);
             }
         };
         if info.common_name != self.common_name() {
             info!(cn = %info.common_name, "stored certificate names another device, requesting a new one");
-            return Ok(None);
+            return Ok(Stored::None);
+        }
+        if SystemTime::now() >= info.not_after {
+            info!(
+                not_after = unix_secs(info.not_after),
+                "stored certificate expired"
+            );
+            return Ok(Stored::None);
         }
         if SystemTime::now() >= renew_at(&info) {
             info!(
                 not_after = unix_secs(info.not_after),
                 "stored certificate is due for renewal"
             );
-            return Ok(None);
+            return Ok(Stored::Due((key, cert, info)));
         }
         debug!(
             not_after = unix_secs(info.not_after),
             "reusing the stored certificate"
         );
-        Ok(Some((key, cert, info)))
+        Ok(Stored::Usable((key, cert, info)))
     }
 
     async fn new_certificate(

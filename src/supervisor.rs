@@ -212,10 +212,14 @@ async fn connection_loop(
         };
         match session::run(&context, endpoint, &cancel).await {
             SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::Failed => {
+                return Err("the MQTT connection task stopped unexpectedly".into());
+            }
+            // The stored certificate is now due: provisioning renews it (or keeps it while
+            // Pairing can't be reached).
             SessionEnd::RenewCertificate => {
                 consecutive_rejections = 0;
                 rejections.reset();
-                provisioner.invalidate_certificate().await
             }
             SessionEnd::CertificateRejected { had_connected } => {
                 if had_connected {
@@ -223,9 +227,10 @@ async fn connection_loop(
                     consecutive_rejections = 0;
                 }
                 consecutive_rejections += 1;
-                provisioner
-                    .certificate_rejected(&ready, consecutive_rejections)
-                    .await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = provisioner.certificate_rejected(&ready, consecutive_rejections) => {}
+                }
                 // Every new certificate revokes the previous one: never hammer Pairing or
                 // the broker when the broker keeps refusing.
                 let delay = rejections.next_delay();

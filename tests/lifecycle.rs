@@ -295,3 +295,21 @@ async fn offline_values_follow_their_retention_and_expiry() {
         [env.topic(DEVICE_DATASTREAM, "/plain/value").as_str()]
     );
 }
+
+#[tokio::test]
+async fn renewal_while_pairing_is_down_keeps_the_current_certificate() {
+    let options = SandboxOptions {
+        certificate_validity: std::time::Duration::from_secs(30),
+        ..SandboxOptions::default()
+    };
+    let env = TestEnv::with_options(options).await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    env.sandbox.pairing().fail_next(u32::MAX, 503);
+    let mut states = StateWatcher::new(&proxy).await;
+    agent.wait_for_log("using the current one meanwhile").await;
+    states.next("connected", &agent).await;
+    assert!(
+        env.sandbox.pairing().certificate_requests(&env.device_id) == 1,
+        "no certificate could be issued, the old one is still in use"
+    );
+}

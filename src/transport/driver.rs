@@ -2,9 +2,11 @@
 //! and keep-alives flowing whatever the rest of the agent does; events go to the session
 //! logic over a channel, and connection failures are retried here with backoff and jitter.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use rumqttc::{ConnectionError, Event, EventLoop, StateError};
+use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet, StateError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +15,30 @@ use crate::backoff::Backoff;
 /// What the driver reports to the session logic.
 #[derive(Debug)]
 pub enum DriverEvent {
+    /// CONNACK accepted: connection number `generation` is up.
+    Connected {
+        generation: u64,
+        session_present: bool,
+    },
     Mqtt(Event),
     Lost(LostReason),
+}
+
+/// Which connection is up right now: 0 while down, else its generation. The driver updates it
+/// the moment rumqttc reports a change, before the session hears of it, so the session never
+/// hands requests to a connection rumqttc has already cleaned up (they would be sent twice,
+/// and ahead of the next handshake).
+#[derive(Debug, Clone, Default)]
+pub struct Link(Arc<AtomicU64>);
+
+impl Link {
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, generation: u64) {
+        self.0.store(generation, Ordering::Release);
+    }
 }
 
 /// Why a connection attempt or a connection failed, as far as the session cares.
@@ -32,35 +56,53 @@ pub enum LostReason {
 
 pub const RECONNECT_BASE: Duration = Duration::from_secs(1);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// A connection that lasted this long resets the reconnection backoff; a broker that drops
+/// the device right after accepting it (Astarte does, on invalid messages) is backed off.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
 /// Polls until `stop` fires, the client is dropped, or a DISCONNECT was sent.
 pub async fn drive(
     mut eventloop: EventLoop,
     events: mpsc::Sender<DriverEvent>,
+    link: Link,
     stop: CancellationToken,
 ) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+    let mut generation = 0;
+    let mut connected_at: Option<Instant> = None;
     loop {
         let polled = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
             polled = eventloop.poll() => polled,
         };
-        match polled {
-            Ok(event) => {
-                let connected = matches!(event, Event::Incoming(rumqttc::Packet::ConnAck(_)));
-                let disconnected = matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect));
-                if connected {
-                    backoff.reset();
-                    // Only the first connection of an event loop starts clean (see session.rs).
-                    eventloop.mqtt_options.set_clean_session(false);
+        let event = match polled {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                generation += 1;
+                link.set(generation);
+                connected_at = Some(Instant::now());
+                // Only the first connection of an event loop starts clean (see session.rs).
+                eventloop.mqtt_options.set_clean_session(false);
+                if !ack.session_present {
+                    // rumqttc keeps a parked publish across a lost session; the session logic
+                    // requeues it, so drop it here or rumqttc would stop taking requests.
+                    eventloop.state.collision = None;
                 }
+                DriverEvent::Connected {
+                    generation,
+                    session_present: ack.session_present,
+                }
+            }
+            Ok(event) => {
+                let disconnected = matches!(event, Event::Outgoing(Outgoing::Disconnect));
                 if events.send(DriverEvent::Mqtt(event)).await.is_err() || disconnected {
                     return;
                 }
+                continue;
             }
             Err(ConnectionError::RequestsDone) => return,
             Err(error) => {
+                link.set(0);
                 if matches!(
                     error,
                     ConnectionError::MqttState(StateError::Unsolicited(_))
@@ -69,8 +111,17 @@ pub async fn drive(
                     // would then fail every resumed session. Start the next one clean.
                     eventloop.mqtt_options.set_clean_session(true);
                 }
-                let reason = classify(&error);
-                if events.send(DriverEvent::Lost(reason)).await.is_err() {
+                if connected_at
+                    .take()
+                    .is_some_and(|since| since.elapsed() >= STABLE_CONNECTION)
+                {
+                    backoff.reset();
+                }
+                if events
+                    .send(DriverEvent::Lost(classify(&error)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 let delay = backoff.next_delay();
@@ -79,7 +130,11 @@ pub async fn drive(
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
+                continue;
             }
+        };
+        if events.send(event).await.is_err() {
+            return;
         }
     }
 }

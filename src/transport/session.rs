@@ -22,7 +22,7 @@ use crate::interface::registry::Registry;
 use crate::properties::PropertyStore;
 use crate::queue::Queue;
 use crate::state::{AgentState, StateTx};
-use crate::transport::driver::{self, DriverEvent, LostReason};
+use crate::transport::driver::{self, DriverEvent, Link, LostReason};
 use crate::transport::handshake::{self, Step};
 use crate::transport::receive::{self, ServerEvent};
 use crate::transport::topic::Topics;
@@ -68,6 +68,8 @@ pub enum SessionEnd {
     CertificateRejected {
         had_connected: bool,
     },
+    /// The MQTT driver stopped unexpectedly (a bug): the daemon exits with an error.
+    Failed,
 }
 
 pub async fn run(
@@ -92,7 +94,13 @@ pub async fn run(
 
     let (events_tx, events) = mpsc::channel(64);
     let stop_driver = CancellationToken::new();
-    let driver = tokio::spawn(driver::drive(eventloop, events_tx, stop_driver.clone()));
+    let link = Link::default();
+    let driver = tokio::spawn(driver::drive(
+        eventloop,
+        events_tx,
+        link.clone(),
+        stop_driver.clone(),
+    ));
 
     let mut session = Session {
         context,
@@ -100,6 +108,8 @@ pub async fn run(
         events,
         tracker: Tracker::new(),
         handshake: VecDeque::new(),
+        link,
+        generation: 0,
         ready: false,
         synced: false,
         connected_once: false,
@@ -117,6 +127,9 @@ struct Session<'a> {
     tracker: Tracker,
     /// Handshake steps not yet handed to rumqttc.
     handshake: VecDeque<Step>,
+    /// Which connection is up (shared with the driver), and the one this session set up.
+    link: Link,
+    generation: u64,
     /// Connected and handshake finished: queued data may flow.
     ready: bool,
     /// The broker's session for this device went through a complete handshake.
@@ -147,7 +160,9 @@ impl Session<'_> {
                             return end;
                         }
                     }
-                    None => return SessionEnd::Shutdown,
+                    // The driver only stops when asked to: anything else is a failure.
+                    None if cancel.is_cancelled() => return SessionEnd::Shutdown,
+                    None => return SessionEnd::Failed,
                 },
                 _ = self.context.queue.changed(), if can_feed => {}
             }
@@ -158,6 +173,13 @@ impl Session<'_> {
     async fn on_event(&mut self, event: DriverEvent) -> Option<SessionEnd> {
         match event {
             DriverEvent::Lost(reason) => return self.on_lost(reason),
+            DriverEvent::Connected {
+                generation,
+                session_present,
+            } => {
+                self.generation = generation;
+                self.on_connected(session_present);
+            }
             DriverEvent::Mqtt(Event::Incoming(packet)) => self.on_incoming(packet).await,
             DriverEvent::Mqtt(Event::Outgoing(outgoing)) => match outgoing {
                 Outgoing::Publish(pkid) => {
@@ -175,6 +197,7 @@ impl Session<'_> {
         let was_connected =
             self.ready || !self.handshake.is_empty() || self.tracker.handshake_outstanding() > 0;
         self.ready = false;
+        self.tracker.on_link_lost();
         self.handshake.clear();
         self.context.state.send_replace(AgentState::Disconnected);
         let dropped = self.context.queue.drop_discardable();
@@ -209,9 +232,13 @@ impl Session<'_> {
 
     async fn on_incoming(&mut self, packet: Incoming) {
         match packet {
-            Incoming::ConnAck(ack) => self.on_connected(ack.session_present),
-            Incoming::PubAck(ack) => self.acknowledged(ack.pkid),
-            Incoming::PubComp(ack) => self.acknowledged(ack.pkid),
+            Incoming::PubAck(ack) => {
+                self.tracker.on_puback(ack.pkid);
+            }
+            Incoming::PubRec(ack) => self.tracker.on_pubrec(ack.pkid),
+            Incoming::PubComp(ack) => {
+                self.tracker.on_pubcomp(ack.pkid);
+            }
             Incoming::SubAck(ack) => {
                 if ack
                     .return_codes
@@ -222,7 +249,7 @@ impl Session<'_> {
                         "the broker refused a subscription: server data for some interfaces will not arrive (check the broker ACL)"
                     );
                 }
-                self.acknowledged(ack.pkid);
+                self.tracker.on_suback(ack.pkid);
             }
             Incoming::Publish(publish) => {
                 let topic = publish.topic.clone();
@@ -281,12 +308,12 @@ impl Session<'_> {
         self.context.state.send_replace(AgentState::Connecting);
     }
 
-    fn acknowledged(&mut self, pkid: u16) {
-        self.tracker.on_acknowledged(pkid);
-    }
-
-    /// Hands the next handshake steps or queued messages to rumqttc while there is room.
+    /// Hands the next handshake steps or queued messages to rumqttc while there is room, and
+    /// only to the connection this session set up.
     fn feed(&mut self) {
+        if self.generation == 0 || self.link.current() != self.generation {
+            return;
+        }
         while self.tracker.outstanding() < MAX_OUTSTANDING {
             if let Some(step) = self.handshake.front() {
                 if *step == Step::Barrier {
@@ -378,6 +405,8 @@ impl Session<'_> {
             })
             .await;
         }
+        // A driver blocked on a full event channel must not keep the shutdown waiting.
+        self.events.close();
         stop_driver.cancel();
         let _ = driver.await;
         self.context

@@ -30,8 +30,13 @@ pub enum Completed {
 pub struct Tracker {
     /// Requests given to rumqttc, not yet written, in order.
     submitted: VecDeque<Tag>,
-    /// Written requests waiting for their acknowledgement, by packet id.
-    inflight: HashMap<u16, Tag>,
+    /// Written publishes waiting for PUBACK (QoS 1) or PUBREC (QoS 2), by packet id.
+    awaiting_ack: HashMap<u16, Tag>,
+    /// QoS 2 publishes the broker has received (PUBREC), waiting for PUBCOMP. rumqttc frees
+    /// their packet id at PUBREC, so a new publish may already carry the same id.
+    awaiting_complete: HashMap<u16, Tag>,
+    /// Written subscriptions waiting for SUBACK. rumqttc never resends them after a reconnect.
+    subscriptions: HashMap<u16, Tag>,
     /// A publish rumqttc parked because its packet id was still in use (`AwaitAck`).
     collided: Option<(u16, Tag)>,
 }
@@ -51,19 +56,19 @@ impl Tracker {
         if pkid == 0 {
             return self.submitted.pop_front().map(complete);
         }
-        if self.inflight.contains_key(&pkid) {
+        if self.awaiting_ack.contains_key(&pkid) {
             return None; // a retransmission after a resumed session
         }
         if let Some((parked, _)) = &self.collided {
             if *parked == pkid {
                 if let Some((pkid, tag)) = self.collided.take() {
-                    self.inflight.insert(pkid, tag);
+                    self.awaiting_ack.insert(pkid, tag);
                 }
                 return None;
             }
         }
         if let Some(tag) = self.submitted.pop_front() {
-            self.inflight.insert(pkid, tag);
+            self.awaiting_ack.insert(pkid, tag);
         }
         None
     }
@@ -71,7 +76,7 @@ impl Tracker {
     /// rumqttc wrote a subscription request.
     pub fn on_subscribe_written(&mut self, pkid: u16) {
         if let Some(tag) = self.submitted.pop_front() {
-            self.inflight.insert(pkid, tag);
+            self.subscriptions.insert(pkid, tag);
         }
     }
 
@@ -82,21 +87,50 @@ impl Tracker {
         }
     }
 
-    /// The broker acknowledged `pkid` (PUBACK, PUBCOMP or SUBACK).
-    pub fn on_acknowledged(&mut self, pkid: u16) -> Option<Completed> {
-        self.inflight.remove(&pkid).map(complete)
+    /// PUBACK: a QoS 1 publish is delivered.
+    pub fn on_puback(&mut self, pkid: u16) -> Option<Completed> {
+        self.awaiting_ack.remove(&pkid).map(complete)
+    }
+
+    /// PUBREC: the broker owns a QoS 2 publish; the exchange ends with PUBCOMP.
+    pub fn on_pubrec(&mut self, pkid: u16) {
+        if let Some(tag) = self.awaiting_ack.remove(&pkid) {
+            self.awaiting_complete.insert(pkid, tag);
+        }
+    }
+
+    /// PUBCOMP: a QoS 2 exchange is finished.
+    pub fn on_pubcomp(&mut self, pkid: u16) -> Option<Completed> {
+        self.awaiting_complete.remove(&pkid).map(complete)
+    }
+
+    /// SUBACK: a subscription is in place.
+    pub fn on_suback(&mut self, pkid: u16) -> Option<Completed> {
+        self.subscriptions.remove(&pkid).map(complete)
+    }
+
+    /// The connection dropped: written subscriptions will never be acknowledged (rumqttc
+    /// does not resend them; the next full handshake subscribes again).
+    pub fn on_link_lost(&mut self) {
+        self.subscriptions.clear();
     }
 
     /// Requests not finished yet.
     pub fn outstanding(&self) -> usize {
-        self.submitted.len() + self.inflight.len() + usize::from(self.collided.is_some())
+        self.submitted.len()
+            + self.awaiting_ack.len()
+            + self.awaiting_complete.len()
+            + self.subscriptions.len()
+            + usize::from(self.collided.is_some())
     }
 
     /// Handshake steps not finished yet.
     pub fn handshake_outstanding(&self) -> usize {
         let is_handshake = |tag: &&Tag| matches!(tag, Tag::Handshake);
         self.submitted.iter().filter(is_handshake).count()
-            + self.inflight.values().filter(is_handshake).count()
+            + self.awaiting_ack.values().filter(is_handshake).count()
+            + self.awaiting_complete.values().filter(is_handshake).count()
+            + self.subscriptions.values().filter(is_handshake).count()
             + self
                 .collided
                 .iter()
@@ -105,12 +139,15 @@ impl Tracker {
     }
 
     /// The broker lost the session: everything unfinished is forgotten by rumqttc too.
-    /// Returns the unfinished data messages so they can be sent again, oldest first.
+    /// Returns the data messages the broker may not have, oldest first. QoS 2 messages past
+    /// PUBREC are the broker's already and are not returned (no duplicates).
     pub fn take_unfinished(&mut self) -> Vec<Message> {
+        self.awaiting_complete.clear();
+        self.subscriptions.clear();
         let mut messages: Vec<Message> = self
             .submitted
             .drain(..)
-            .chain(self.inflight.drain().map(|(_, tag)| tag))
+            .chain(self.awaiting_ack.drain().map(|(_, tag)| tag))
             .chain(self.collided.take().map(|(_, tag)| tag))
             .filter_map(|tag| match tag {
                 Tag::Data(message) => Some(message),
@@ -169,11 +206,11 @@ mod tests {
         tracker.submitted(data(2, 1));
         assert_eq!(tracker.on_publish_written(5), None);
         assert_eq!(tracker.on_publish_written(6), None);
-        assert_eq!(seq(tracker.on_acknowledged(6)), Some(2));
+        assert_eq!(seq(tracker.on_puback(6)), Some(2));
         assert_eq!(tracker.outstanding(), 1);
-        assert_eq!(seq(tracker.on_acknowledged(5)), Some(1));
+        assert_eq!(seq(tracker.on_puback(5)), Some(1));
         assert_eq!(
-            tracker.on_acknowledged(5),
+            tracker.on_puback(5),
             None,
             "a duplicate ack completes nothing"
         );
@@ -191,8 +228,8 @@ mod tests {
             "retransmission of pkid 3"
         );
         tracker.on_publish_written(4);
-        assert_eq!(seq(tracker.on_acknowledged(4)), Some(2));
-        assert_eq!(seq(tracker.on_acknowledged(3)), Some(1));
+        assert_eq!(seq(tracker.on_puback(4)), Some(2));
+        assert_eq!(seq(tracker.on_puback(3)), Some(1));
     }
 
     #[test]
@@ -202,9 +239,9 @@ mod tests {
         tracker.on_publish_written(1);
         tracker.submitted(data(2, 1));
         tracker.on_await_ack(1);
-        assert_eq!(seq(tracker.on_acknowledged(1)), Some(1));
+        assert_eq!(seq(tracker.on_puback(1)), Some(1));
         tracker.on_publish_written(1);
-        assert_eq!(seq(tracker.on_acknowledged(1)), Some(2));
+        assert_eq!(seq(tracker.on_puback(1)), Some(2));
     }
 
     #[test]
@@ -214,7 +251,7 @@ mod tests {
         tracker.submitted(data(1, 1));
         tracker.on_subscribe_written(1);
         assert_eq!(tracker.handshake_outstanding(), 1);
-        assert_eq!(tracker.on_acknowledged(1), Some(Completed::Handshake));
+        assert_eq!(tracker.on_suback(1), Some(Completed::Handshake));
         assert_eq!(tracker.handshake_outstanding(), 0);
         assert_eq!(tracker.outstanding(), 1);
     }
@@ -233,5 +270,43 @@ mod tests {
             .collect();
         assert_eq!(unfinished, [1, 2]);
         assert_eq!(tracker.outstanding(), 0);
+    }
+
+    #[test]
+    fn qos2_packet_id_reused_after_pubrec_is_a_new_publish_not_a_retransmission() {
+        let mut tracker = Tracker::new();
+        tracker.submitted(data(1, 2));
+        tracker.on_publish_written(7);
+        tracker.on_pubrec(7); // rumqttc frees id 7 here
+        tracker.submitted(data(2, 1));
+        tracker.on_publish_written(7);
+        assert_eq!(seq(tracker.on_puback(7)), Some(2));
+        assert_eq!(seq(tracker.on_pubcomp(7)), Some(1));
+        assert_eq!(tracker.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_subscription_written_before_the_link_dropped_does_not_block_the_handshake() {
+        let mut tracker = Tracker::new();
+        tracker.submitted(Tag::Handshake);
+        tracker.on_subscribe_written(1);
+        tracker.on_link_lost();
+        assert_eq!(tracker.handshake_outstanding(), 0);
+    }
+
+    #[test]
+    fn qos2_data_the_broker_received_is_not_sent_again_after_a_lost_session() {
+        let mut tracker = Tracker::new();
+        tracker.submitted(data(1, 2));
+        tracker.submitted(data(2, 2));
+        tracker.on_publish_written(1);
+        tracker.on_publish_written(2);
+        tracker.on_pubrec(1);
+        let unfinished: Vec<u64> = tracker
+            .take_unfinished()
+            .into_iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(unfinished, [2]);
     }
 }
