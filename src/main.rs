@@ -33,7 +33,11 @@ fn run_daemon(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(supervisor::run(config, astarte_agent::signals::shutdown())) {
+    let shutdown = {
+        let _context = runtime.enter();
+        astarte_agent::signals::install()
+    };
+    match runtime.block_on(supervisor::run(config, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{}", check::error_chain(&error));

@@ -106,8 +106,12 @@ impl PropertyStore {
             major: interface.version_major,
             value,
         };
-        self.lock().insert(key, stored);
-        self.persist().await
+        self.update(|values| {
+            values.insert(key, stored);
+            true
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Removes a value and persists the removal; returns whether it was set.
@@ -116,11 +120,7 @@ impl PropertyStore {
             interface: interface.into(),
             path: path.into(),
         };
-        let existed = self.lock().remove(&key).is_some();
-        if existed {
-            self.persist().await?;
-        }
-        Ok(existed)
+        self.update(|values| values.remove(&key).is_some()).await
     }
 
     /// Device-owned properties currently set, in a stable order.
@@ -138,9 +138,9 @@ impl PropertyStore {
         &self,
         listed: &HashSet<String>,
     ) -> Result<Vec<PropertyKey>, PropertyStoreError> {
-        let removed: Vec<PropertyKey> = {
-            let mut values = self.lock();
-            let removed: Vec<PropertyKey> = values
+        let mut removed = Vec::new();
+        self.update(|values| {
+            removed = values
                 .iter()
                 .filter(|(key, stored)| {
                     stored.ownership == Ownership::Server
@@ -151,27 +151,49 @@ impl PropertyStore {
             for key in &removed {
                 values.remove(key);
             }
-            removed
-        };
-        if !removed.is_empty() {
-            self.persist().await?;
-        }
+            !removed.is_empty()
+        })
+        .await?;
         Ok(removed)
     }
 
-    async fn persist(&self) -> Result<(), PropertyStoreError> {
+    /// Applies `change` and persists the result. `change` returns whether it changed
+    /// anything (nothing is written otherwise). If the write fails, the change is undone:
+    /// what the store reports is always what is on disk.
+    async fn update(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<PropertyKey, Stored>) -> bool,
+    ) -> Result<bool, PropertyStoreError> {
+        // Serialises updates, so the last write always holds the newest state.
         let _writing = self.writer.lock().await;
-        // Snapshot under the writer lock: the last writer always writes the newest state.
-        let bytes = encode_file(&self.lock())?;
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || {
-            write_atomic(&file, &bytes, 0o600).map_err(|error| PropertyStoreError::Write {
-                path: error.path,
-                source: error.source,
-            })
-        })
-        .await
-        .map_err(|_| PropertyStoreError::Join)?
+        let (before, bytes) = {
+            let mut values = self.lock();
+            let before = values.clone();
+            if !change(&mut values) {
+                return Ok(false);
+            }
+            (before, encode_file(&values))
+        };
+        let written = match bytes {
+            Ok(bytes) => {
+                let file = self.file.clone();
+                tokio::task::spawn_blocking(move || {
+                    write_atomic(&file, &bytes, 0o600).map_err(|error| PropertyStoreError::Write {
+                        path: error.path,
+                        source: error.source,
+                    })
+                })
+                .await
+                .map_err(|_| PropertyStoreError::Join)
+                .and_then(|result| result)
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            *self.lock() = before;
+            return Err(error);
+        }
+        Ok(true)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PropertyKey, Stored>> {
@@ -370,5 +392,33 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_the_previous_value_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = interface("org.example.Device", "device", 0);
+        let store = PropertyStore::load(dir.path(), &registry(vec![device.clone()])).unwrap();
+        store
+            .set(&device, "/a/value", AstarteValue::LongInteger(1))
+            .await
+            .unwrap();
+        // A directory where the temporary file must go makes the write fail, even for root.
+        std::fs::create_dir(dir.path().join(format!("{PROPERTIES_FILE}.tmp"))).unwrap();
+        assert!(
+            store
+                .set(&device, "/a/value", AstarteValue::LongInteger(2))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            store.get("org.example.Device", "/a/value"),
+            Some(AstarteValue::LongInteger(1))
+        );
+        assert!(store.unset("org.example.Device", "/a/value").await.is_err());
+        assert_eq!(
+            store.get("org.example.Device", "/a/value"),
+            Some(AstarteValue::LongInteger(1))
+        );
     }
 }

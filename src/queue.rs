@@ -73,12 +73,31 @@ impl Queue {
     }
 
     /// Appends a message; fails without side effects when the queue is at its limits.
+    ///
+    /// A property message replaces a queued one for the same property instead: only the
+    /// latest state matters, so properties never fill the queue and are never refused (their
+    /// new value is already stored when they get here).
     pub fn push(&self, message: NewMessage) -> Result<(), QueueError> {
         {
             let mut inner = self.lock();
-            if inner.messages.len() >= MAX_QUEUED_MESSAGES
-                || inner.bytes + message.payload.len() > MAX_QUEUED_BYTES
-            {
+            if message.is_property {
+                let queued = inner.messages.iter_mut().find(|queued| {
+                    queued.is_property
+                        && queued.interface == message.interface
+                        && queued.path == message.path
+                });
+                if let Some(queued) = queued {
+                    let old_len = std::mem::replace(&mut queued.payload, message.payload).len();
+                    let new_len = queued.payload.len();
+                    inner.bytes = inner.bytes - old_len + new_len;
+                    drop(inner);
+                    self.wakeup.notify_one();
+                    return Ok(());
+                }
+            }
+            let full = inner.messages.len() >= MAX_QUEUED_MESSAGES
+                || inner.bytes + message.payload.len() > MAX_QUEUED_BYTES;
+            if full && !message.is_property {
                 return Err(QueueError::Full {
                     messages: inner.messages.len(),
                     bytes: inner.bytes,
@@ -281,5 +300,34 @@ mod tests {
             .unwrap();
         assert_eq!(queue.drop_discardable(), 1);
         assert_eq!(queue.len(), 2);
+    }
+
+    #[test]
+    fn a_property_change_replaces_the_queued_one_for_the_same_property() {
+        let queue = Queue::new();
+        let mut first = message("props", Retention::Discard, true);
+        first.payload = vec![1];
+        queue.push(first).unwrap();
+        queue
+            .push(message("data", Retention::Volatile, false))
+            .unwrap();
+        let mut second = message("props", Retention::Discard, true);
+        second.payload = vec![2, 2];
+        queue.push(second).unwrap();
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.pop(Instant::now()).unwrap().payload, [2, 2]);
+    }
+
+    #[test]
+    fn property_changes_are_accepted_even_when_the_queue_is_full() {
+        let queue = Queue::new();
+        let mut big = message("big", Retention::Volatile, false);
+        big.payload = vec![0; MAX_QUEUED_BYTES];
+        queue.push(big).unwrap();
+        assert!(
+            queue
+                .push(message("props", Retention::Discard, true))
+                .is_ok()
+        );
     }
 }

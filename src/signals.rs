@@ -1,21 +1,28 @@
 //! Shutdown on SIGTERM (systemd) or SIGINT (Ctrl-C).
 
+use std::future::Future;
+
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown() {
-    let (mut term, mut int) = match (
+/// Installs the handlers now (inside the runtime's context), so a signal that arrives while
+/// the agent is still starting already means "stop cleanly"; the future resolves on the first
+/// SIGTERM or SIGINT.
+pub fn install() -> impl Future<Output = ()> {
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::error!(%error, "couldn't install signal handlers; stop the agent with SIGKILL");
-            return std::future::pending().await;
+    );
+    async move {
+        let (mut term, mut int) = match handlers {
+            (Ok(term), Ok(int)) => (term, int),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "couldn't install signal handlers; stop the agent with SIGKILL");
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received SIGTERM"),
-        _ = int.recv() => tracing::info!("received SIGINT"),
     }
 }

@@ -583,3 +583,50 @@ fn strip_comments(xml: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[tokio::test]
+async fn a_property_that_cannot_be_stored_is_refused_and_the_old_value_stays() {
+    let env = TestEnv::new().await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    let value = |text: &str| OwnedValue::try_from(Value::from(text)).unwrap();
+    proxy
+        .set_property(DEVICE_PROPERTIES, "/name", &Value::from("a"))
+        .await
+        .unwrap();
+    // Where the store's temporary file must go, a directory: every write fails.
+    let blocker = env.path("store/properties.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    assert_eq!(
+        error_name(
+            proxy
+                .set_property(DEVICE_PROPERTIES, "/name", &Value::from("b"))
+                .await
+        ),
+        "org.astarte_platform.Agent1.Error.Storage"
+    );
+    assert_eq!(
+        proxy
+            .get_property(DEVICE_PROPERTIES, "/name")
+            .await
+            .unwrap(),
+        value("a")
+    );
+    assert!(
+        agent.log().contains("couldn't store a property"),
+        "{}",
+        agent.log()
+    );
+
+    std::fs::remove_dir(&blocker).unwrap();
+    proxy
+        .set_property(DEVICE_PROPERTIES, "/name", &Value::from("c"))
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy
+            .get_property(DEVICE_PROPERTIES, "/name")
+            .await
+            .unwrap(),
+        value("c")
+    );
+}
