@@ -6,6 +6,7 @@ use serde_json::json;
 use url::Url;
 
 use super::*;
+use crate::pairing::csr;
 use crate::pairing::test_support::{Recorded, Reply, StubServer, TestCa};
 
 const REALM: &str = "test";

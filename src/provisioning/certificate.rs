@@ -1,0 +1,133 @@
+//! The client certificate's life: when a stored one is still good, when to renew it, and
+//! obtaining a new one (key and CSR generated here, signed by Pairing).
+
+use std::time::{Duration, SystemTime};
+
+use tracing::{debug, info};
+
+use super::{Provisioner, ProvisioningError, RENEW_BEFORE, failure, unix_secs};
+use crate::credentials::{CredentialsSecret, Secret};
+use crate::pairing::csr::{self, CertificateInfo};
+
+/// `not_after - min(RENEW_BEFORE, lifetime / 10)`.
+pub fn renew_at(info: &CertificateInfo) -> SystemTime {
+    let lifetime = info
+        .not_after
+        .duration_since(info.not_before)
+        .unwrap_or_default();
+    let window = RENEW_BEFORE.min(lifetime / 10);
+    info.not_after.checked_sub(window).unwrap_or(info.not_after)
+}
+
+/// How soon a failed renewal is tried again: in 5 minutes, or halfway to expiry if sooner.
+pub fn renewal_retry_at(info: &CertificateInfo, now: SystemTime) -> SystemTime {
+    let left = info.not_after.duration_since(now).unwrap_or_default();
+    now + RENEWAL_RETRY.min(left / 2)
+}
+
+/// Delay before a failed renewal is attempted again (the current certificate still works).
+pub const RENEWAL_RETRY: Duration = Duration::from_secs(300);
+
+/// The stored certificate, judged against the clock.
+pub(super) enum Stored {
+    /// Valid and not yet due for renewal.
+    Usable((Secret, String, CertificateInfo)),
+    /// Still valid but inside its renewal window.
+    Due((Secret, String, CertificateInfo)),
+    /// Missing, unusable, expired, or refused by the broker.
+    None,
+}
+
+/// A certificate just issued is used even when Pairing issues short-lived ones that start
+/// inside the renewal window: it is renewed halfway through what is left of it, so a short
+/// lifetime never turns into a request loop.
+pub fn renew_fresh_at(info: &CertificateInfo, now: SystemTime) -> SystemTime {
+    let due = renew_at(info);
+    if due > now {
+        return due;
+    }
+    let left = info.not_after.duration_since(now).unwrap_or_default();
+    now + left / 2
+}
+
+impl Provisioner {
+    /// The stored key and certificate, judged: usable, due for renewal, or none at all.
+    pub(super) async fn stored_certificate(&self) -> Result<Stored, ProvisioningError> {
+        if self.force_new_certificate {
+            return Ok(Stored::None);
+        }
+        let Some((key, cert)) = self.on_store(|store| store.load_certificate()).await?? else {
+            return Ok(Stored::None);
+        };
+        let info = match csr::inspect_certificate(&cert, &key) {
+            Ok(info) => info,
+            Err(err) => {
+                info!(error = %failure::chain(&err), "stored certificate unusable, requesting a new one");
+                return Ok(Stored::None);
+            }
+        };
+        if info.common_name != self.common_name() {
+            info!(cn = %info.common_name, "stored certificate names another device, requesting a new one");
+            return Ok(Stored::None);
+        }
+        if SystemTime::now() >= info.not_after {
+            info!(
+                not_after = unix_secs(info.not_after),
+                "stored certificate expired"
+            );
+            return Ok(Stored::None);
+        }
+        if SystemTime::now() >= renew_at(&info) {
+            info!(
+                not_after = unix_secs(info.not_after),
+                "stored certificate is due for renewal"
+            );
+            return Ok(Stored::Due((key, cert, info)));
+        }
+        debug!(
+            not_after = unix_secs(info.not_after),
+            "reusing the stored certificate"
+        );
+        Ok(Stored::Usable((key, cert, info)))
+    }
+
+    pub(super) async fn new_certificate(
+        &mut self,
+        secret: &CredentialsSecret,
+    ) -> Result<(Secret, String, CertificateInfo), ProvisioningError> {
+        let expected = self.common_name();
+        let cn = expected.clone();
+        let (key, csr) = tokio::task::spawn_blocking(move || csr::generate_key_and_csr(&cn))
+            .await
+            .map_err(|source| ProvisioningError::KeyGeneration { source })?
+            .map_err(|source| ProvisioningError::Csr { source })?;
+        let cert = self
+            .client
+            .request_certificate(secret, &csr)
+            .await
+            .map_err(|source| ProvisioningError::RequestCertificate { source })?;
+        let info = csr::inspect_certificate(&cert, &key)
+            .map_err(|source| ProvisioningError::IssuedCertificate { source })?;
+        if info.common_name != expected {
+            return Err(ProvisioningError::WrongCommonName {
+                expected,
+                got: info.common_name,
+            });
+        }
+        // Pairing revoked the previous certificate: this one is the only one left, keep it.
+        let (saved_key, saved_cert) = (key.clone(), cert.clone());
+        self.on_store(move |store| store.save_certificate(&saved_key, &saved_cert))
+            .await??;
+        self.force_new_certificate = false;
+        info!(
+            not_after = unix_secs(info.not_after),
+            "new certificate stored"
+        );
+        if SystemTime::now() >= info.not_after {
+            return Err(ProvisioningError::CertificateAlreadyDue {
+                not_after_unix: unix_secs(info.not_after),
+            });
+        }
+        Ok((key, cert, info))
+    }
+}
