@@ -182,8 +182,16 @@ async fn connection_loop(
         let next = match phase {
             Phase::Registering => AgentState::Registering,
             Phase::ObtainingCredentials => AgentState::ObtainingCredentials,
-            Phase::CredentialsMissing { .. } => AgentState::CredentialsMissing,
-            Phase::Inhibited => AgentState::Inhibited,
+            Phase::CredentialsMissing { reason } => {
+                tracing::error!(%reason, "waiting for credentials");
+                AgentState::CredentialsMissing
+            }
+            Phase::Inhibited => {
+                tracing::error!(
+                    "Pairing refuses to issue credentials to this device (inhibited); an operator must re-enable it in Astarte"
+                );
+                AgentState::Inhibited
+            }
         };
         state.send_replace(next);
     };

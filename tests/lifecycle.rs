@@ -313,3 +313,34 @@ async fn renewal_while_pairing_is_down_keeps_the_current_certificate() {
         "no certificate could be issued, the old one is still in use"
     );
 }
+
+#[tokio::test]
+async fn an_inhibited_device_reports_it_and_keeps_running() {
+    let env = TestEnv::new().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    assert!(agent.stop().await.success());
+    env.sandbox.pairing().set_inhibited(&env.device_id, true);
+    let agent = env.start_agent().await;
+    let proxy = env.proxy().await;
+    wait_for_state(&proxy, "inhibited", &agent).await;
+}
+
+#[tokio::test]
+async fn wiped_credentials_of_a_confirmed_device_are_reported_not_fatal() {
+    // Pairing refuses to register a device that already obtained a certificate (422): the
+    // agent says what the operator must do and keeps serving D-Bus.
+    let env = TestEnv::new().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    assert!(agent.stop().await.success());
+    std::fs::remove_dir_all(env.path("store/credentials")).unwrap();
+    let mut agent = env.start_agent().await;
+    let proxy = env.proxy().await;
+    wait_for_state(&proxy, "credentials-missing", &agent).await;
+    assert!(
+        agent.log().contains("unregister"),
+        "the log says how to recover:\n{}",
+        agent.log()
+    );
+    assert!(proxy.device_id().await.is_ok(), "still serving D-Bus");
+    assert!(agent.stop().await.success());
+}
