@@ -164,6 +164,7 @@ impl DeviceApi {
         check_value(mapping, &value)?;
         let timestamp_ms = resolve_timestamp(interface, mapping, timestamp_ms)?;
         let payload = payload::encode_individual(&value, timestamp_ms)?;
+        self.check_size(interface, path, payload.len())?;
         self.enqueue(interface, mapping, path, payload, false)
     }
 
@@ -177,14 +178,7 @@ impl DeviceApi {
     ) -> Result<(), ApiError> {
         let (interface, mappings) = self.object_datastream(interface, path)?;
         for (key, value) in &values {
-            let Some((_, mapping)) = mappings.iter().find(|(name, _)| name == key) else {
-                let known: Vec<&str> = mappings.iter().map(|(name, _)| *name).collect();
-                return Err(ApiError::UnknownPath(format!(
-                    "{}{path}: unknown object key {key:?}, expected some of {known:?}",
-                    interface.name
-                )));
-            };
-            check_value(mapping, value)?;
+            check_value(object_key(interface, path, &mappings, key)?, value)?;
         }
         if let Some((key, _)) = mappings
             .iter()
@@ -209,6 +203,7 @@ impl DeviceApi {
         };
         let timestamp_ms = resolve_timestamp(interface, first, timestamp_ms)?;
         let payload = payload::encode_object(&values, timestamp_ms)?;
+        self.check_size(interface, path, payload.len())?;
         self.enqueue(interface, first, path, payload, false)
     }
 
@@ -256,6 +251,7 @@ impl DeviceApi {
             })
     }
 
+    /// Queues a message whose size the caller has checked (before any side effect).
     fn enqueue(
         &self,
         interface: &Interface,
@@ -265,7 +261,6 @@ impl DeviceApi {
         is_property: bool,
     ) -> Result<(), ApiError> {
         let qos = interface.qos(mapping);
-        self.check_size(interface, path, payload.len())?;
         if !is_property
             && mapping.retention == crate::interface::Retention::Discard
             && *self.state.borrow() != AgentState::Connected
@@ -321,6 +316,23 @@ impl DeviceApi {
         }
         Ok(interface)
     }
+}
+
+/// The mapping of one key of an object (the endpoints' last level).
+pub fn object_key<'a>(
+    interface: &Interface,
+    path: &str,
+    mappings: &ObjectMappings<'a>,
+    key: &str,
+) -> Result<&'a Mapping, ApiError> {
+    if let Some((_, mapping)) = mappings.iter().find(|(name, _)| *name == key) {
+        return Ok(mapping);
+    }
+    let known: Vec<&str> = mappings.iter().map(|(name, _)| *name).collect();
+    Err(ApiError::UnknownPath(format!(
+        "{}{path}: unknown object key {key:?}, expected some of {known:?}",
+        interface.name
+    )))
 }
 
 /// Mappings with `explicit_timestamp` always carry `t`: the caller's, or the time of the call

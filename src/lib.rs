@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod data;
 pub mod dbus;
 pub mod device_id;
+pub mod error_chain;
 pub mod fs_atomic;
 pub mod interface;
 pub mod logging;

@@ -18,7 +18,7 @@ fn run_daemon(cli: &Cli) -> ExitCode {
     let config = match astarte_agent::config::Config::load(&cli.config) {
         Ok(config) => config,
         Err(error) => {
-            tracing::error!("{}", check::error_chain(&error));
+            tracing::error!("{}", astarte_agent::error_chain::error_chain(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -40,7 +40,7 @@ fn run_daemon(cli: &Cli) -> ExitCode {
     match runtime.block_on(supervisor::run(config, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{}", check::error_chain(&error));
+            tracing::error!("{}", astarte_agent::error_chain::error_chain(&error));
             ExitCode::FAILURE
         }
     }

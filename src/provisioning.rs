@@ -198,7 +198,7 @@ impl Provisioner {
         let forgotten = self.on_store(|store| store.forget_certificate()).await;
         if let Err(err) = forgotten.and_then(|forgotten| forgotten.map_err(ProvisioningError::from))
         {
-            warn!(error = %failure::chain(&err), "couldn't remove the refused certificate");
+            warn!(error = %crate::error_chain::error_chain(&err), "couldn't remove the refused certificate");
         }
     }
 
@@ -231,7 +231,7 @@ impl Provisioner {
                 "the broker refused a certificate Pairing still considers valid (check the broker's CA and the device clock); retrying with it"
             ),
             Err(err) => {
-                warn!(error = %failure::chain(&err), "couldn't verify the refused certificate with Pairing; retrying with it")
+                warn!(error = %crate::error_chain::error_chain(&err), "couldn't verify the refused certificate with Pairing; retrying with it")
             }
         }
     }
@@ -285,7 +285,7 @@ impl Provisioner {
                 Err(err) => {
                     let retry = renewal_retry_at(&stored.2, SystemTime::now());
                     warn!(
-                        error = %failure::chain(&err),
+                        error = %crate::error_chain::error_chain(&err),
                         not_after = unix_secs(stored.2.not_after),
                         "couldn't renew the certificate; using the current one meanwhile"
                     );
@@ -317,14 +317,14 @@ impl Provisioner {
                 let broker = info.broker_url.clone();
                 let saved = self.on_store(move |store| store.save_broker(&broker)).await;
                 if let Err(err) = saved.and_then(|saved| saved.map_err(ProvisioningError::from)) {
-                    warn!(error = %failure::chain(&err), "couldn't remember the broker URL");
+                    warn!(error = %crate::error_chain::error_chain(&err), "couldn't remember the broker URL");
                 }
                 Ok(info.broker_url)
             }
             Err(source) if source.is_retryable() => {
                 match self.on_store(|store| store.load_broker()).await {
                     Ok(Ok(Some(cached))) => {
-                        warn!(error = %failure::chain(&source), broker = %cached, "Pairing is unreachable; using the broker it named last time");
+                        warn!(error = %crate::error_chain::error_chain(&source), broker = %cached, "Pairing is unreachable; using the broker it named last time");
                         Ok(cached)
                     }
                     _ => Err(ProvisioningError::DeviceInfo { source }),
@@ -370,7 +370,7 @@ impl Provisioner {
 
     /// Each distinct failure once at `warn`; the same one again only at `debug`.
     fn log_failure(&mut self, err: &ProvisioningError, delay: Duration) {
-        let text = failure::chain(err);
+        let text = crate::error_chain::error_chain(err);
         if self.last_failure.as_deref() == Some(text.as_str()) {
             debug!(error = %text, retry_in = ?delay, "provisioning failed again");
         } else {

@@ -39,7 +39,7 @@ pub enum AgentError {
 
 impl From<ApiError> for AgentError {
     fn from(error: ApiError) -> Self {
-        let message = crate::check::error_chain(&error);
+        let message = crate::error_chain::error_chain(&error);
         match error {
             ApiError::UnknownInterface(_) => AgentError::UnknownInterface(message),
             ApiError::UnknownPath(_) => AgentError::UnknownPath(message),
@@ -64,7 +64,7 @@ impl From<ApiError> for AgentError {
 
 impl From<ConversionError> for AgentError {
     fn from(error: ConversionError) -> Self {
-        let message = crate::check::error_chain(&error);
+        let message = crate::error_chain::error_chain(&error);
         match error {
             ConversionError::WrongType { .. } => AgentError::WrongType(message),
             _ => AgentError::OutOfRange(message),

@@ -7,7 +7,7 @@ use zbus::interface;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::api::DeviceApi;
+use crate::api::{DeviceApi, object_key};
 use crate::data::dbus::{from_variant, to_variant};
 use crate::dbus::error::AgentError;
 use crate::state::StateRx;
@@ -53,17 +53,12 @@ impl DeviceService {
         values: &HashMap<String, OwnedValue>,
         timestamp_ms: Option<i64>,
     ) -> Result<(), AgentError> {
-        let (_, mappings) = self.api.object_datastream(interface, path)?;
+        let (resolved, mappings) = self.api.object_datastream(interface, path)?;
         let mut converted = Vec::with_capacity(values.len());
         let mut keys: Vec<&String> = values.keys().collect();
         keys.sort();
         for key in keys {
-            let Some((_, mapping)) = mappings.iter().find(|(name, _)| name == key) else {
-                let known: Vec<&str> = mappings.iter().map(|(name, _)| *name).collect();
-                return Err(AgentError::UnknownPath(format!(
-                    "{interface}{path}: unknown object key {key:?}, expected some of {known:?}"
-                )));
-            };
+            let mapping = object_key(resolved, path, &mappings, key)?;
             let value = from_variant(&values[key], mapping.mapping_type)
                 .map_err(|error| prefix_key(key, error.into()))?;
             converted.push((key.clone(), value));

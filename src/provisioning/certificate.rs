@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info};
 
-use super::{Provisioner, ProvisioningError, RENEW_BEFORE, failure, unix_secs};
+use super::{Provisioner, ProvisioningError, RENEW_BEFORE, unix_secs};
 use crate::credentials::{CredentialsSecret, Secret};
 use crate::pairing::csr::{self, CertificateInfo};
 
@@ -62,7 +62,7 @@ impl Provisioner {
         let info = match csr::inspect_certificate(&cert, &key) {
             Ok(info) => info,
             Err(err) => {
-                info!(error = %failure::chain(&err), "stored certificate unusable, requesting a new one");
+                info!(error = %crate::error_chain::error_chain(&err), "stored certificate unusable, requesting a new one");
                 return Ok(Stored::None);
             }
         };

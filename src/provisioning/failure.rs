@@ -1,6 +1,5 @@
 //! Which failures an operator must act on, what to tell them, and how soon to retry.
 
-use std::error::Error;
 use std::path::Path;
 
 use super::{Phase, ProvisioningError};
@@ -86,16 +85,4 @@ impl Context<'_> {
             _ => (None, true),
         }
     }
-}
-
-/// `err: source: source…` on one line.
-pub(super) fn chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

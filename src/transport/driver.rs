@@ -141,7 +141,7 @@ pub async fn drive(
 
 /// Finds the TLS cause of a connection error, if any, to tell certificate problems apart.
 pub fn classify(error: &ConnectionError) -> LostReason {
-    let text = crate::check::error_chain(error);
+    let text = crate::error_chain::error_chain(error);
     if let ConnectionError::ConnectionRefused(code) = error {
         return LostReason::Refused(format!("{code:?}"));
     }
