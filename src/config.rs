@@ -30,7 +30,18 @@ struct ConfigFile {
     ca_file: Option<PathBuf>,
     #[serde(default)]
     dbus: DbusSection,
+    #[serde(default)]
+    store: StoreSection,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    max_queue_bytes: Option<u64>,
+}
+
+/// Smallest accepted `[store] max_queue_bytes`: one message of the largest size.
+pub const MIN_MAX_QUEUE_BYTES: u64 = 65_536;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +77,7 @@ pub struct Config {
     pub interfaces_dir: PathBuf,
     pub ca_file: Option<PathBuf>,
     pub bus: BusKind,
+    pub store: crate::store::StoreOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +109,8 @@ pub enum ConfigError {
     },
     #[error("the machine ID file {path} is empty (set device_id or machine_id_file)")]
     EmptyMachineId { path: PathBuf },
+    #[error("store.max_queue_bytes: {0} is too small, at least {MIN_MAX_QUEUE_BYTES} bytes")]
+    MaxQueueBytes(u64),
 }
 
 impl Config {
@@ -171,6 +185,15 @@ impl TryFrom<ConfigFile> for Config {
                 .unwrap_or_else(|| DEFAULT_INTERFACES_DIR.into()),
             ca_file: file.ca_file,
             bus: file.dbus.bus,
+            store: crate::store::StoreOptions {
+                max_queue_bytes: match file.store.max_queue_bytes {
+                    Some(bytes) if bytes < MIN_MAX_QUEUE_BYTES => {
+                        return Err(ConfigError::MaxQueueBytes(bytes));
+                    }
+                    Some(bytes) => bytes,
+                    None => crate::store::DEFAULT_MAX_QUEUE_BYTES,
+                },
+            },
         })
     }
 }

@@ -124,6 +124,18 @@ impl Tracker {
             + usize::from(self.collided.is_some())
     }
 
+    /// The oldest data message written to the broker and not acknowledged yet.
+    pub fn oldest_written_data(&self) -> Option<u64> {
+        self.awaiting_ack
+            .values()
+            .chain(self.awaiting_complete.values())
+            .filter_map(|tag| match tag {
+                Tag::Data(message) => Some(message.seq),
+                Tag::Handshake => None,
+            })
+            .min()
+    }
+
     /// Handshake steps not finished yet.
     pub fn handshake_outstanding(&self) -> usize {
         let is_handshake = |tag: &&Tag| matches!(tag, Tag::Handshake);
