@@ -191,7 +191,8 @@ mod tests {
             payload: vec![],
             qos,
             retention: Retention::Volatile,
-            expires_at: None,
+            major: 0,
+            expires_at_ms: None,
             is_property: false,
         })
     }
