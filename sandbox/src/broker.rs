@@ -63,11 +63,15 @@ pub(crate) struct Broker {
 impl Broker {
     /// Writes the config and starts mosquitto on a free port. The TLS files must already be in
     /// `dir` under [`CA_FILE`], [`CERT_FILE`] and [`KEY_FILE`].
-    pub async fn start(dir: &Path, persistence: bool) -> Result<Self, BrokerError> {
+    pub async fn start(
+        dir: &Path,
+        persistence: bool,
+        max_packet_size: u32,
+    ) -> Result<Self, BrokerError> {
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            write_config(dir, port, persistence)?;
+            write_config(dir, port, persistence, max_packet_size)?;
             let mut broker = Self {
                 dir: dir.to_owned(),
                 port,
@@ -199,7 +203,12 @@ fn free_port() -> Result<u16, BrokerError> {
     Ok(listener.local_addr().map_err(BrokerError::FreePort)?.port())
 }
 
-fn write_config(dir: &Path, port: u16, persistence: bool) -> Result<(), BrokerError> {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    persistence: bool,
+    max_packet_size: u32,
+) -> Result<(), BrokerError> {
     let path = |name: &str| -> Result<String, BrokerError> {
         let full = dir.join(name);
         match full.to_str() {
@@ -234,7 +243,7 @@ keyfile {key}
 require_certificate true
 use_identity_as_username true
 tls_version tlsv1.2
-max_packet_size 65540
+max_packet_size {max_packet_size}
 max_inflight_messages 100
 acl_file {acl}
 {persistence}log_dest file {log}
