@@ -67,7 +67,7 @@ async fn daemon_skips_an_invalid_interface_file_and_serves_the_others() {
     let env = TestEnv::new().await;
     std::fs::write(env.path("interfaces/broken.json"), "[]").unwrap();
     let (agent, proxy) = env.start_connected_agent().await;
-    assert_eq!(proxy.interfaces().await.unwrap().len(), 6);
+    assert_eq!(proxy.interfaces().await.unwrap().len(), 7);
     assert!(
         agent.log().contains("broken.json"),
         "the operator learns which file: {}",

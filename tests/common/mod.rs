@@ -26,12 +26,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEVICE_DATASTREAM: &str = "org.astarte-platform.test.DeviceDatastream";
 pub const DEVICE_OBJECT: &str = "org.astarte-platform.test.DeviceObject";
 pub const DEVICE_PROPERTIES: &str = "org.astarte-platform.test.DeviceProperties";
+pub const DEVICE_BULK: &str = "org.astarte-platform.test.DeviceBulk";
 pub const SERVER_DATASTREAM: &str = "org.astarte-platform.test.ServerDatastream";
 pub const SERVER_PROPERTIES: &str = "org.astarte-platform.test.ServerProperties";
 pub const SERVER_OBJECT: &str = "org.astarte-platform.test.ServerObject";
 
 /// The introspection the test interfaces produce (sorted by name, no trailing `;`).
-pub const INTROSPECTION: &str = "org.astarte-platform.test.DeviceDatastream:0:1;\
+pub const INTROSPECTION: &str = "org.astarte-platform.test.DeviceBulk:0:1;\
+org.astarte-platform.test.DeviceDatastream:0:1;\
 org.astarte-platform.test.DeviceObject:0:1;\
 org.astarte-platform.test.DeviceProperties:1:0;\
 org.astarte-platform.test.ServerDatastream:0:2;\
