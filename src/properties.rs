@@ -85,7 +85,9 @@ impl PropertyStore {
     }
 
     pub fn get(&self, interface: &str, path: &str) -> Option<AstarteValue> {
-        self.lock().get(&key(interface, path)).map(|stored| stored.value.clone())
+        self.lock()
+            .get(&key(interface, path))
+            .map(|stored| stored.value.clone())
     }
 
     /// Every value of one interface, by path.
@@ -128,7 +130,11 @@ impl PropertyStore {
     }
 
     /// Unsets a device-owned value; on disk before it returns. Returns whether it was set.
-    pub async fn unset_device(&self, interface: &str, path: &str) -> Result<bool, PropertyStoreError> {
+    pub async fn unset_device(
+        &self,
+        interface: &str,
+        path: &str,
+    ) -> Result<bool, PropertyStoreError> {
         let _writing = self.writer.lock().await;
         let key = key(interface, path);
         if !self.lock().contains_key(&key) {
@@ -143,7 +149,9 @@ impl PropertyStore {
     pub fn set_server(&self, interface: &Interface, path: &str, value: AstarteValue) {
         match row(interface, path, &value) {
             Ok(row) => self.store.put_property_later(row),
-            Err(error) => tracing::error!(interface = %interface.name, %path, %error, "couldn't store a server property"),
+            Err(error) => {
+                tracing::error!(interface = %interface.name, %path, %error, "couldn't store a server property")
+            }
         }
         self.lock().insert(
             key(&interface.name, path),
@@ -217,7 +225,11 @@ fn key(interface: &str, path: &str) -> PropertyKey {
     }
 }
 
-fn row(interface: &Interface, path: &str, value: &AstarteValue) -> Result<PropertyRow, PropertyStoreError> {
+fn row(
+    interface: &Interface,
+    path: &str,
+    value: &AstarteValue,
+) -> Result<PropertyRow, PropertyStoreError> {
     Ok(PropertyRow {
         interface: interface.name.clone(),
         path: path.into(),
@@ -228,7 +240,9 @@ fn row(interface: &Interface, path: &str, value: &AstarteValue) -> Result<Proper
 }
 
 fn decode(interface: &Interface, row: &PropertyRow) -> Result<AstarteValue, String> {
-    let mapping = interface.mapping(&row.path).map_err(|error| error.to_string())?;
+    let mapping = interface
+        .mapping(&row.path)
+        .map_err(|error| error.to_string())?;
     payload::decode_individual(&row.payload, mapping.mapping_type)
         .map(|received| received.value)
         .map_err(|error| error.to_string())

@@ -174,11 +174,17 @@ impl Queue {
         let mut inner = self.lock();
         loop {
             let front = inner.messages.front()?;
-            if inner.spilled_from.is_some_and(|spilled| front.seq > spilled) {
+            if inner
+                .spilled_from
+                .is_some_and(|spilled| front.seq > spilled)
+            {
                 return None;
             }
             let message = inner.take_front()?;
-            if message.expires_at_ms.is_some_and(|deadline| deadline <= now_ms) {
+            if message
+                .expires_at_ms
+                .is_some_and(|deadline| deadline <= now_ms)
+            {
                 tracing::info!(interface = %message.interface, path = %message.path, "queued message expired before it could be sent");
                 expired.push(message);
                 continue;

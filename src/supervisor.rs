@@ -84,7 +84,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let store = opened.store;
     if let Some((first, last)) = opened.backlog {
         tracing::info!(
-            messages = store.counters().queued.load(std::sync::atomic::Ordering::Relaxed),
+            messages = store
+                .counters()
+                .queued
+                .load(std::sync::atomic::Ordering::Relaxed),
             first,
             last,
             "stored messages wait to be sent"
@@ -149,13 +152,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(report_to_systemd(state_rx.clone(), cancel.clone()));
-    let forward = dbus::signals::forward(
-        connection.clone(),
-        events_rx,
-        state_rx,
-        api,
-        cancel.clone(),
-    );
+    let forward =
+        dbus::signals::forward(connection.clone(), events_rx, state_rx, api, cancel.clone());
     tasks.spawn(async move {
         forward
             .await

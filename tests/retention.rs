@@ -24,22 +24,33 @@ async fn volatile_data_survives_a_reconnection_but_not_a_restart() {
 
     env.sandbox.stop_broker().await;
     wait_for_state(&proxy, "disconnected", &agent).await;
-    proxy.send(DEVICE_DATASTREAM, VOLATILE, &Value::F64(1.0)).await.unwrap();
+    proxy
+        .send(DEVICE_DATASTREAM, VOLATILE, &Value::F64(1.0))
+        .await
+        .unwrap();
     env.sandbox.start_broker().await.unwrap();
     assert_eq!(double(&observed(&mut observer, &topic).await), 1.0);
 
     env.sandbox.stop_broker().await;
     wait_for_state(&proxy, "disconnected", &agent).await;
-    proxy.send(DEVICE_DATASTREAM, VOLATILE, &Value::F64(2.0)).await.unwrap();
+    proxy
+        .send(DEVICE_DATASTREAM, VOLATILE, &Value::F64(2.0))
+        .await
+        .unwrap();
     assert!(agent.stop().await.success());
     assert!(
-        agent.log().contains("volatile messages held in memory; they are lost"),
+        agent
+            .log()
+            .contains("volatile messages held in memory; they are lost"),
         "{}",
         agent.log()
     );
     env.sandbox.start_broker().await.unwrap();
     let (_agent, proxy) = env.start_connected_agent().await;
-    proxy.send(DEVICE_DATASTREAM, VOLATILE, &Value::F64(3.0)).await.unwrap();
+    proxy
+        .send(DEVICE_DATASTREAM, VOLATILE, &Value::F64(3.0))
+        .await
+        .unwrap();
     assert_eq!(
         double(&observed(&mut observer, &topic).await),
         3.0,
@@ -59,7 +70,11 @@ async fn discard_data_is_dropped_while_offline_and_the_call_still_succeeds() {
     env.sandbox.start_broker().await.unwrap();
     wait_for_state(&proxy, "connected", &agent).await;
     send_ints(&proxy, "/discard/value", [2]).await;
-    let first = observed(&mut observer, &env.topic(DEVICE_DATASTREAM, "/discard/value")).await;
+    let first = observed(
+        &mut observer,
+        &env.topic(DEVICE_DATASTREAM, "/discard/value"),
+    )
+    .await;
     assert_eq!(int_value(&first), 2, "the value sent offline was dropped");
 }
 
@@ -94,7 +109,11 @@ async fn discard_data_sent_while_the_handshake_runs_is_delivered() {
         "connecting",
         "the value was sent while the handshake was still running"
     );
-    let delivered = observed(&mut observer, &env.topic(DEVICE_DATASTREAM, "/discard/value")).await;
+    let delivered = observed(
+        &mut observer,
+        &env.topic(DEVICE_DATASTREAM, "/discard/value"),
+    )
+    .await;
     assert_eq!(int_value(&delivered), 7);
     wait_for_state(&proxy, "connected", &agent).await;
 }
@@ -127,7 +146,12 @@ async fn a_dbus_client_that_never_reads_its_signals_does_not_stall_the_session()
     };
     tokio::join!(flood, sender);
 
-    let values = collect_values(&mut observer, &env.topic(DEVICE_DATASTREAM, "/stored/value"), 300).await;
+    let values = collect_values(
+        &mut observer,
+        &env.topic(DEVICE_DATASTREAM, "/stored/value"),
+        300,
+    )
+    .await;
     assert_eq!(first_occurrences(&values), (0..300).collect::<Vec<_>>());
     assert_eq!(proxy.state().await.unwrap(), "connected");
     assert!(

@@ -89,7 +89,9 @@ async fn a_new_server_owned_interface_is_subscribed_and_its_data_arrives() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     };
-    let value = tokio::time::timeout(TIMEOUT, arrived).await.expect("server data arrives");
+    let value = tokio::time::timeout(TIMEOUT, arrived)
+        .await
+        .expect("server data arrives");
     assert_eq!(value, OwnedValue::from(9i32));
     assert_eq!(
         proxy.list_properties(RUNTIME).await.unwrap(),
@@ -101,24 +103,44 @@ async fn a_new_server_owned_interface_is_subscribed_and_its_data_arrives() {
 async fn a_new_major_version_replaces_the_interface_and_drops_its_old_properties() {
     let env = TestEnv::new().await;
     let (_agent, proxy) = env.start_connected_agent().await;
-    proxy.add_interface(&runtime_interface(0, 1, "device")).await.unwrap();
-    proxy.set_property(RUNTIME, "/a/level", &Value::I32(1)).await.unwrap();
-    proxy.add_interface(&runtime_interface(0, 2, "device")).await.unwrap();
+    proxy
+        .add_interface(&runtime_interface(0, 1, "device"))
+        .await
+        .unwrap();
+    proxy
+        .set_property(RUNTIME, "/a/level", &Value::I32(1))
+        .await
+        .unwrap();
+    proxy
+        .add_interface(&runtime_interface(0, 2, "device"))
+        .await
+        .unwrap();
     assert_eq!(
         proxy.get_property(RUNTIME, "/a/level").await.unwrap(),
         OwnedValue::from(1i32),
         "a newer minor keeps the properties"
     );
-    proxy.add_interface(&runtime_interface(1, 0, "device")).await.unwrap();
+    proxy
+        .add_interface(&runtime_interface(1, 0, "device"))
+        .await
+        .unwrap();
     assert_eq!(
         error_name(proxy.get_property(RUNTIME, "/a/level").await),
         "org.astarte_platform.Agent1.Error.NotSet"
     );
     assert!(
-        proxy.interfaces().await.unwrap().contains(&format!("{RUNTIME}:1:0"))
+        proxy
+            .interfaces()
+            .await
+            .unwrap()
+            .contains(&format!("{RUNTIME}:1:0"))
     );
     assert_eq!(
-        error_name(proxy.add_interface(&runtime_interface(1, 0, "server")).await),
+        error_name(
+            proxy
+                .add_interface(&runtime_interface(1, 0, "server"))
+                .await
+        ),
         "org.astarte_platform.Agent1.Error.InvalidInterface",
         "a change needs a higher version"
     );
@@ -129,11 +151,17 @@ async fn removing_interfaces_follows_where_they_come_from() {
     let env = TestEnv::new().await;
     let (mut agent, proxy) = env.start_connected_agent().await;
     let mut observer = env.observer().await;
-    proxy.add_interface(&runtime_interface(0, 1, "device")).await.unwrap();
+    proxy
+        .add_interface(&runtime_interface(0, 1, "device"))
+        .await
+        .unwrap();
     observed(&mut observer, &env.base_topic()).await;
     proxy.remove_interface(RUNTIME).await.unwrap();
     let introspection = observed(&mut observer, &env.base_topic()).await;
-    assert_eq!(String::from_utf8(introspection.payload).unwrap(), INTROSPECTION);
+    assert_eq!(
+        String::from_utf8(introspection.payload).unwrap(),
+        INTROSPECTION
+    );
     assert_eq!(
         error_name(proxy.remove_interface(DEVICE_PROPERTIES).await),
         "org.astarte_platform.Agent1.Error.InterfaceNotRemovable"
@@ -160,11 +188,16 @@ async fn an_invalid_interface_is_refused_with_the_validation_message() {
     let env = TestEnv::new().await;
     let (_agent, proxy) = env.start_connected_agent().await;
     let refused = proxy
-        .add_interface(r#"{"interface_name": "org.example.Bad", "version_major": 0, "version_minor": 0}"#)
+        .add_interface(
+            r#"{"interface_name": "org.example.Bad", "version_major": 0, "version_minor": 0}"#,
+        )
         .await;
     match refused {
         Err(zbus::Error::MethodError(name, Some(message), _)) => {
-            assert_eq!(name.as_str(), "org.astarte_platform.Agent1.Error.InvalidInterface");
+            assert_eq!(
+                name.as_str(),
+                "org.astarte_platform.Agent1.Error.InvalidInterface"
+            );
             assert!(message.contains("invalid interface"), "{message}");
         }
         other => panic!("expected InvalidInterface, got {other:?}"),
@@ -190,9 +223,16 @@ async fn setting_a_property_to_its_value_sends_nothing_and_list_properties_shows
     let first = observed(&mut observer, &topic).await;
     let second = observed(&mut observer, &topic).await;
     let decoded = |payload: &[u8]| {
-        astarte_sandbox::decode_bson(payload).unwrap().get_str("v").unwrap().to_owned()
+        astarte_sandbox::decode_bson(payload)
+            .unwrap()
+            .get_str("v")
+            .unwrap()
+            .to_owned()
     };
-    assert_eq!((decoded(&first.payload), decoded(&second.payload)), ("a".into(), "b".into()));
+    assert_eq!(
+        (decoded(&first.payload), decoded(&second.payload)),
+        ("a".into(), "b".into())
+    );
     assert_eq!(
         proxy.list_properties(DEVICE_PROPERTIES).await.unwrap(),
         [("/name".to_owned(), text("b"))].into()

@@ -68,7 +68,11 @@ async fn unique_stored_data_is_not_duplicated_across_a_reconnection() {
     agent.wait_for_log("connection to the broker lost").await;
     wait_for_state(&proxy, "connected", &agent).await;
     let values = collect_values(&mut observer, &env.topic(DEVICE_DATASTREAM, path), 600).await;
-    assert_eq!(values, (0..600).collect::<Vec<_>>(), "each exactly once, in order");
+    assert_eq!(
+        values,
+        (0..600).collect::<Vec<_>>(),
+        "each exactly once, in order"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +87,11 @@ async fn a_full_stored_queue_refuses_new_data_and_keeps_what_it_holds() {
     let mut accepted = 0;
     let refused = loop {
         match proxy
-            .send(DEVICE_DATASTREAM, "/stored/text", &Value::from(text.as_str()))
+            .send(
+                DEVICE_DATASTREAM,
+                "/stored/text",
+                &Value::from(text.as_str()),
+            )
             .await
         {
             Ok(()) => accepted += 1,
@@ -136,7 +144,12 @@ async fn a_corrupt_database_is_moved_aside_and_the_agent_comes_up() {
     let aside = std::fs::read_dir(&store)
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("agent.db.corrupt-"))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("agent.db.corrupt-")
+        })
         .count();
     assert_eq!(aside, 1, "the corrupt file is kept beside the new one");
     assert!(agent.log().contains("corrupt"), "{}", agent.log());
@@ -154,7 +167,11 @@ async fn a_message_the_broker_keeps_refusing_is_set_aside_and_the_queue_goes_on(
     let (agent, proxy) = env.start_connected_agent().await;
     let mut observer = env.observer().await;
     proxy
-        .send(DEVICE_DATASTREAM, "/stored/text", &Value::from("p".repeat(4000).as_str()))
+        .send(
+            DEVICE_DATASTREAM,
+            "/stored/text",
+            &Value::from("p".repeat(4000).as_str()),
+        )
         .await
         .unwrap();
     send_ints(&proxy, STORED, [7]).await;
@@ -184,15 +201,24 @@ async fn properties_of_a_0_1_store_are_imported_and_resent() {
 
     let (_agent, proxy) = env.start_connected_agent().await;
     assert_eq!(
-        proxy.get_property(DEVICE_PROPERTIES, "/name").await.unwrap(),
+        proxy
+            .get_property(DEVICE_PROPERTIES, "/name")
+            .await
+            .unwrap(),
         zbus::zvariant::OwnedValue::try_from(Value::from("from-0.1")).unwrap()
     );
     let resent = observed(&mut observer, &env.topic(DEVICE_PROPERTIES, "/name")).await;
     assert_eq!(
-        astarte_sandbox::decode_bson(&resent.payload).unwrap().get_str("v").unwrap(),
+        astarte_sandbox::decode_bson(&resent.payload)
+            .unwrap()
+            .get_str("v")
+            .unwrap(),
         "from-0.1"
     );
-    assert!(!store.join("properties").exists(), "imported once, then removed");
+    assert!(
+        !store.join("properties").exists(),
+        "imported once, then removed"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +253,11 @@ async fn a_full_disk_refuses_stored_data_loses_nothing_accepted_and_recovers() {
     while refusals < 3 {
         assert!(accepted < 5000, "the full disk never refused a stored send");
         match proxy
-            .send(DEVICE_DATASTREAM, "/stored/text", &Value::from(text.as_str()))
+            .send(
+                DEVICE_DATASTREAM,
+                "/stored/text",
+                &Value::from(text.as_str()),
+            )
             .await
         {
             Ok(()) => accepted += 1,
@@ -248,12 +278,18 @@ async fn a_full_disk_refuses_stored_data_loses_nothing_accepted_and_recovers() {
     let expected = match set {
         Ok(()) => "after",
         Err(error) => {
-            assert_eq!(error_name(Err::<(), _>(error)), "org.astarte_platform.Agent1.Error.Storage");
+            assert_eq!(
+                error_name(Err::<(), _>(error)),
+                "org.astarte_platform.Agent1.Error.Storage"
+            );
             "before"
         }
     };
     assert_eq!(
-        proxy.get_property(DEVICE_PROPERTIES, "/name").await.unwrap(),
+        proxy
+            .get_property(DEVICE_PROPERTIES, "/name")
+            .await
+            .unwrap(),
         zbus::zvariant::OwnedValue::try_from(Value::from(expected)).unwrap()
     );
     assert_eq!(
@@ -265,7 +301,11 @@ async fn a_full_disk_refuses_stored_data_loses_nothing_accepted_and_recovers() {
 
     std::fs::remove_file(store.join("filler")).unwrap();
     proxy
-        .send(DEVICE_DATASTREAM, "/stored/text", &Value::from(text.as_str()))
+        .send(
+            DEVICE_DATASTREAM,
+            "/stored/text",
+            &Value::from(text.as_str()),
+        )
         .await
         .unwrap();
     accepted += 1;

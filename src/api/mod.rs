@@ -199,7 +199,10 @@ impl DeviceApi {
     }
 
     /// Every value of a properties interface (either ownership), by path.
-    pub fn list_properties(&self, interface: &str) -> Result<Vec<(String, AstarteValue)>, ApiError> {
+    pub fn list_properties(
+        &self,
+        interface: &str,
+    ) -> Result<Vec<(String, AstarteValue)>, ApiError> {
         let interface = target::interface(&self.registry(), interface)?;
         target::require_type(&interface, InterfaceType::Properties)?;
         Ok(self.properties.list(&interface.name))
@@ -225,8 +228,9 @@ impl DeviceApi {
             payload,
             qos: interface.qos(mapping),
             retention: mapping.retention,
-            expires_at_ms: (mapping.expiry_seconds > 0)
-                .then(|| now_ms().saturating_add((mapping.expiry_seconds as i64).saturating_mul(1000))),
+            expires_at_ms: (mapping.expiry_seconds > 0).then(|| {
+                now_ms().saturating_add((mapping.expiry_seconds as i64).saturating_mul(1000))
+            }),
             is_property,
         };
         match (is_property, mapping.retention) {
@@ -242,7 +246,12 @@ impl DeviceApi {
         Ok(())
     }
 
-    fn check_size(&self, interface: &Interface, path: &str, payload_len: usize) -> Result<(), ApiError> {
+    fn check_size(
+        &self,
+        interface: &Interface,
+        path: &str,
+        payload_len: usize,
+    ) -> Result<(), ApiError> {
         let topic = self.topics.data(&interface.name, path);
         let size = remaining_length(&topic, 2, payload_len);
         if size > MAX_REMAINING_LENGTH {

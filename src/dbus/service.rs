@@ -64,7 +64,10 @@ impl DeviceService {
                 .map_err(|error| prefix_key(key, error.into()))?;
             converted.push((key.clone(), value));
         }
-        Ok(self.api.send_object(&target, converted, timestamp_ms).await?)
+        Ok(self
+            .api
+            .send_object(&target, converted, timestamp_ms)
+            .await?)
     }
 }
 

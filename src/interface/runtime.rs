@@ -28,7 +28,10 @@ pub struct Loaded {
 /// Loads `interfaces_dir`, then the runtime interfaces of `store_dir`.
 pub fn load(interfaces_dir: &Path, store_dir: &Path) -> Result<Loaded, RegistryError> {
     let (mut registry, mut problems) = Registry::load_dir(interfaces_dir)?;
-    let fixed: BTreeSet<String> = registry.iter().map(|interface| interface.name.clone()).collect();
+    let fixed: BTreeSet<String> = registry
+        .iter()
+        .map(|interface| interface.name.clone())
+        .collect();
     let runtime_dir = store_dir.join(RUNTIME_DIR);
     if runtime_dir.is_dir() {
         let (runtime, runtime_problems) = Registry::load_dir(&runtime_dir)?;

@@ -29,7 +29,12 @@ async fn device_values_survive_a_restart_with_their_exact_type() {
     let dir = tempfile::tempdir().unwrap();
     let device = interface("org.example.Device", "device", 1);
     let store = load(dir.path(), vec![device.clone()]);
-    assert!(store.set_device(&device, "/a/value", AstarteValue::LongInteger(5)).await.unwrap());
+    assert!(
+        store
+            .set_device(&device, "/a/value", AstarteValue::LongInteger(5))
+            .await
+            .unwrap()
+    );
     close(store);
 
     let reloaded = load(dir.path(), vec![device]);
@@ -45,9 +50,24 @@ async fn setting_the_same_value_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let device = interface("org.example.Device", "device", 0);
     let store = load(dir.path(), vec![device.clone()]);
-    assert!(store.set_device(&device, "/a/value", AstarteValue::LongInteger(1)).await.unwrap());
-    assert!(!store.set_device(&device, "/a/value", AstarteValue::LongInteger(1)).await.unwrap());
-    assert!(store.set_device(&device, "/a/value", AstarteValue::LongInteger(2)).await.unwrap());
+    assert!(
+        store
+            .set_device(&device, "/a/value", AstarteValue::LongInteger(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_device(&device, "/a/value", AstarteValue::LongInteger(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_device(&device, "/a/value", AstarteValue::LongInteger(2))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -55,11 +75,27 @@ async fn an_unset_is_persisted() {
     let dir = tempfile::tempdir().unwrap();
     let device = interface("org.example.Device", "device", 0);
     let store = load(dir.path(), vec![device.clone()]);
-    store.set_device(&device, "/a/value", AstarteValue::LongInteger(1)).await.unwrap();
-    assert!(store.unset_device("org.example.Device", "/a/value").await.unwrap());
-    assert!(!store.unset_device("org.example.Device", "/a/value").await.unwrap());
+    store
+        .set_device(&device, "/a/value", AstarteValue::LongInteger(1))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .unset_device("org.example.Device", "/a/value")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .unset_device("org.example.Device", "/a/value")
+            .await
+            .unwrap()
+    );
     close(store);
-    assert_eq!(load(dir.path(), vec![device]).get("org.example.Device", "/a/value"), None);
+    assert_eq!(
+        load(dir.path(), vec![device]).get("org.example.Device", "/a/value"),
+        None
+    );
 }
 
 #[tokio::test]
@@ -67,7 +103,10 @@ async fn values_of_another_major_version_are_dropped_on_load() {
     let dir = tempfile::tempdir().unwrap();
     let old = interface("org.example.Device", "device", 1);
     let store = load(dir.path(), vec![old.clone()]);
-    store.set_device(&old, "/a/value", AstarteValue::LongInteger(5)).await.unwrap();
+    store
+        .set_device(&old, "/a/value", AstarteValue::LongInteger(5))
+        .await
+        .unwrap();
     close(store);
 
     let new_major = interface("org.example.Device", "device", 2);
@@ -89,7 +128,10 @@ async fn consumer_purge_list_keeps_listed_server_values_and_all_device_values() 
     let store = load(dir.path(), vec![server.clone(), device.clone()]);
     store.set_server(&server, "/kept/value", AstarteValue::LongInteger(1));
     store.set_server(&server, "/gone/value", AstarteValue::LongInteger(2));
-    store.set_device(&device, "/mine/value", AstarteValue::LongInteger(3)).await.unwrap();
+    store
+        .set_device(&device, "/mine/value", AstarteValue::LongInteger(3))
+        .await
+        .unwrap();
 
     let listed = HashSet::from(["org.example.Server/kept/value".to_owned()]);
     let removed = store.retain_server_owned(&listed);
@@ -104,9 +146,16 @@ async fn dropping_an_interface_forgets_its_values_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let device = interface("org.example.Device", "device", 0);
     let store = load(dir.path(), vec![device.clone()]);
-    store.set_device(&device, "/a/value", AstarteValue::LongInteger(1)).await.unwrap();
+    store
+        .set_device(&device, "/a/value", AstarteValue::LongInteger(1))
+        .await
+        .unwrap();
     store.drop_interface("org.example.Device").await.unwrap();
     assert!(store.list("org.example.Device").is_empty());
     close(store);
-    assert!(load(dir.path(), vec![device]).list("org.example.Device").is_empty());
+    assert!(
+        load(dir.path(), vec![device])
+            .list("org.example.Device")
+            .is_empty()
+    );
 }

@@ -129,7 +129,10 @@ fn a_backlog_on_disk_is_sent_before_anything_newer() {
     let queue = Queue::new(next, Some((1, 3)));
     queue.push(message("volatile", Retention::Volatile, false));
     let mut expired = Vec::new();
-    assert!(queue.pop(0, &mut expired).is_none(), "waits for the backlog");
+    assert!(
+        queue.pop(0, &mut expired).is_none(),
+        "waits for the backlog"
+    );
     assert_eq!(queue.refill_needed(), Some(1));
     assert_eq!(queue.refill_needed(), None, "one refill at a time");
     queue.refill(Ok(Loaded {

@@ -95,7 +95,9 @@ fn decode(bytes: &[u8]) -> Result<Vec<Entry>, String> {
         })();
         match parsed {
             Ok(entry) => decoded.push(entry),
-            Err(error) => tracing::info!(%error, "skipping a malformed entry of the 0.1 property file"),
+            Err(error) => {
+                tracing::info!(%error, "skipping a malformed entry of the 0.1 property file")
+            }
         }
     }
     Ok(decoded)

@@ -327,9 +327,7 @@ impl Store {
     }
 
     fn send(&self, request: Request) -> Result<(), StoreError> {
-        self.requests
-            .send(request)
-            .map_err(|_| StoreError::Stopped)
+        self.requests.send(request).map_err(|_| StoreError::Stopped)
     }
 
     fn send_later(&self, request: Request) {

@@ -47,6 +47,9 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Small pages: a commit of a few small rows writes less of the flash.
 const PAGE_SIZE: u32 = 1024;
 
+/// SQLite's page cache, in KiB (negative values of `cache_size` are KiB).
+const CACHE_KIB: i64 = -256;
+
 /// What the database holds when it is opened.
 pub(super) struct Contents {
     pub queued: u64,
@@ -95,11 +98,14 @@ fn open_checked(path: &Path) -> Result<Connection, rusqlite::Error> {
     )?;
     set_private_mode(path);
     connection.pragma_update(None, "page_size", PAGE_SIZE)?;
-    let mode: String = connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let mode: String =
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(%mode, "the store could not switch to WAL journaling");
     }
     connection.pragma_update(None, "synchronous", "FULL")?;
+    // A small page cache: the store is written far more than it is read.
+    connection.pragma_update(None, "cache_size", CACHE_KIB)?;
     let check: String = connection.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
     if check != "ok" {
         return Err(rusqlite::Error::SqliteFailure(
@@ -161,7 +167,9 @@ fn read_contents(connection: &Connection) -> Result<Contents, rusqlite::Error> {
         queued: queued as u64,
         queued_bytes: queued_bytes as u64,
         next_seq: next_seq as u64,
-        backlog: first.zip(last).map(|(first, last)| (first as u64, last as u64)),
+        backlog: first
+            .zip(last)
+            .map(|(first, last)| (first as u64, last as u64)),
         properties,
     })
 }

@@ -41,7 +41,10 @@ async fn stored_messages_survive_a_restart_in_order_until_acknowledged() {
     let opened = reopen(opened);
     assert_eq!(opened.backlog, Some((first, second)));
     let rows = all(&opened.store).await;
-    assert_eq!(rows.iter().map(|row| row.seq).collect::<Vec<_>>(), [first, second]);
+    assert_eq!(
+        rows.iter().map(|row| row.seq).collect::<Vec<_>>(),
+        [first, second]
+    );
     assert_eq!(rows[1].message, message(2));
 
     opened.store.ack(first);
@@ -75,15 +78,27 @@ async fn concurrent_appends_all_commit_and_get_distinct_places() {
 #[tokio::test]
 async fn a_full_queue_refuses_new_messages_and_keeps_the_old_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let opened = Store::open(dir.path(), StoreOptions { max_queue_bytes: 25 }).unwrap();
+    let opened = Store::open(
+        dir.path(),
+        StoreOptions {
+            max_queue_bytes: 25,
+        },
+    )
+    .unwrap();
     opened.store.append(message(1)).await.unwrap();
     opened.store.append(message(2)).await.unwrap();
     let refused = opened.store.append(message(3)).await;
-    assert!(matches!(refused, Err(StoreError::QueueFull { bytes: 20, max: 25 })));
+    assert!(matches!(
+        refused,
+        Err(StoreError::QueueFull { bytes: 20, max: 25 })
+    ));
     assert_eq!(all(&opened.store).await.len(), 2);
     opened.store.ack(all(&opened.store).await[0].seq);
     let opened = reopen(opened);
-    assert!(opened.store.append(message(4)).await.is_ok(), "room again after an ack");
+    assert!(
+        opened.store.append(message(4)).await.is_ok(),
+        "room again after an ack"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +110,10 @@ async fn expired_rows_are_removed_when_read() {
     opened.store.append(old).await.unwrap();
     let fresh = opened.store.append(message(2)).await.unwrap();
     let loaded = opened.store.load(0, 10).await.unwrap();
-    assert_eq!(loaded.rows.iter().map(|row| row.seq).collect::<Vec<_>>(), [fresh]);
+    assert_eq!(
+        loaded.rows.iter().map(|row| row.seq).collect::<Vec<_>>(),
+        [fresh]
+    );
     assert_eq!(opened.store.counters().queued.load(Ordering::Relaxed), 1);
 }
 
@@ -143,10 +161,22 @@ async fn properties_are_kept_replaced_deleted_and_dropped_per_interface() {
     let dir = tempfile::tempdir().unwrap();
     let opened = open(dir.path());
     let store = &opened.store;
-    store.put_property(property("a.I", "/x", b"1")).await.unwrap();
-    store.put_property(property("a.I", "/x", b"2")).await.unwrap();
-    store.put_property(property("a.I", "/y", b"3")).await.unwrap();
-    store.put_property(property("b.I", "/z", b"4")).await.unwrap();
+    store
+        .put_property(property("a.I", "/x", b"1"))
+        .await
+        .unwrap();
+    store
+        .put_property(property("a.I", "/x", b"2"))
+        .await
+        .unwrap();
+    store
+        .put_property(property("a.I", "/y", b"3"))
+        .await
+        .unwrap();
+    store
+        .put_property(property("b.I", "/z", b"4"))
+        .await
+        .unwrap();
     store.delete_property("a.I", "/y").await.unwrap();
     let opened = reopen(opened);
     assert_eq!(

@@ -439,5 +439,8 @@ fn duplicate(error: &rusqlite::Error) -> StoreError {
         .sqlite_error()
         .copied()
         .unwrap_or_else(|| rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR));
-    StoreError::Write(rusqlite::Error::SqliteFailure(code, Some(error.to_string())))
+    StoreError::Write(rusqlite::Error::SqliteFailure(
+        code,
+        Some(error.to_string()),
+    ))
 }

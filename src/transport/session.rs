@@ -373,7 +373,8 @@ impl Session<'_> {
         // The handshake resends every property's current value: queued property messages are stale.
         self.context.queue.drop_properties();
         let registry = self.context.registry.snapshot();
-        self.handshake = handshake::steps(&self.context.topics, &registry, &self.context.properties);
+        self.handshake =
+            handshake::steps(&self.context.topics, &registry, &self.context.properties);
         self.subscribed = registry
             .server_owned()
             .map(|interface| interface.name.clone())

@@ -350,7 +350,8 @@ pub async fn collect_values(observer: &mut Observer, topic: &str, distinct: usiz
                 values.push(value);
             }
             Err(error) => {
-                let mut missing: Vec<i32> = (0..distinct as i32).filter(|v| !seen.contains(v)).collect();
+                let mut missing: Vec<i32> =
+                    (0..distinct as i32).filter(|v| !seen.contains(v)).collect();
                 missing.truncate(20);
                 panic!(
                     "only {} of {distinct} values arrived on {topic} (missing of 0..{distinct}: {missing:?}): {error}",
@@ -365,7 +366,11 @@ pub async fn collect_values(observer: &mut Observer, topic: &str, distinct: usiz
 /// Each value the first time it appears, in order.
 pub fn first_occurrences(values: &[i32]) -> Vec<i32> {
     let mut seen = std::collections::HashSet::new();
-    values.iter().copied().filter(|value| seen.insert(*value)).collect()
+    values
+        .iter()
+        .copied()
+        .filter(|value| seen.insert(*value))
+        .collect()
 }
 
 /// Sends `values` one call after the other (each call returns before the next starts).
@@ -392,7 +397,9 @@ pub async fn queued_messages(env: &TestEnv) -> u64 {
         .unwrap();
     let value = properties
         .get(
-            zbus::names::InterfaceName::from_static_str_unchecked(astarte_agent::dbus::INTERFACE_NAME),
+            zbus::names::InterfaceName::from_static_str_unchecked(
+                astarte_agent::dbus::INTERFACE_NAME,
+            ),
             "QueuedMessages",
         )
         .await
@@ -405,7 +412,14 @@ pub async fn queued_messages(env: &TestEnv) -> u64 {
 pub fn cut_connection(agent: &Agent, broker_port: u16) {
     let pid = agent.pid();
     let listing = std::process::Command::new("ss")
-        .args(["-tnpH", "dst", "127.0.0.1", "dport", "=", &format!(":{broker_port}")])
+        .args([
+            "-tnpH",
+            "dst",
+            "127.0.0.1",
+            "dport",
+            "=",
+            &format!(":{broker_port}"),
+        ])
         .output()
         .expect("ss runs");
     let text = String::from_utf8_lossy(&listing.stdout);
@@ -417,7 +431,14 @@ pub fn cut_connection(agent: &Agent, broker_port: u16) {
         .unwrap_or_else(|| panic!("no connection of the agent (pid {pid}) to the broker:\n{text}"))
         .to_owned();
     let killed = std::process::Command::new("ss")
-        .args(["-K", "src", "127.0.0.1", "sport", "=", &format!(":{local_port}")])
+        .args([
+            "-K",
+            "src",
+            "127.0.0.1",
+            "sport",
+            "=",
+            &format!(":{local_port}"),
+        ])
         .output()
         .expect("ss -K runs");
     assert!(killed.status.success(), "ss -K: {killed:?}");
