@@ -34,16 +34,16 @@ pub fn check_config(path: &Path) -> ExitCode {
             0
         }
     };
-    if let Some(token_file) = &config.pairing_token_file {
-        if let Err(error) = std::fs::metadata(token_file) {
-            // Not fatal: a device that already holds a credentials secret needs no token.
-            eprintln!("note: pairing_token_file {}: {error}", token_file.display());
-        }
+    if let Some(token_file) = &config.pairing_token_file
+        && let Err(error) = std::fs::metadata(token_file)
+    {
+        // Not fatal: a device that already holds a credentials secret needs no token.
+        eprintln!("note: pairing_token_file {}: {error}", token_file.display());
     }
-    if let Some(ca_file) = &config.ca_file {
-        if let Err(error) = crate::tls::trust_anchors(Some(ca_file)) {
-            problems.push(error_chain(&error));
-        }
+    if let Some(ca_file) = &config.ca_file
+        && let Err(error) = crate::tls::trust_anchors(Some(ca_file))
+    {
+        problems.push(error_chain(&error));
     }
     for problem in &problems {
         eprintln!("{problem}");

@@ -201,10 +201,9 @@ fn find_rustls_error<'a>(
         if let Some(inner) = error
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
+            && let Some(found) = inner.downcast_ref::<rustls::Error>()
         {
-            if let Some(found) = inner.downcast_ref::<rustls::Error>() {
-                return Some(found);
-            }
+            return Some(found);
         }
         current = error.source();
     }

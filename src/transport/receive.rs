@@ -51,7 +51,7 @@ pub enum ReceiveError {
     Payload {
         interface: String,
         path: String,
-        source: payload::PayloadError,
+        source: Box<payload::PayloadError>,
     },
     #[error("bad consumer purge list: {0}")]
     PurgeList(#[from] purge::PurgeError),
@@ -114,7 +114,7 @@ fn data(
     let payload_error = |source| ReceiveError::Payload {
         interface: name.into(),
         path: path.into(),
-        source,
+        source: Box::new(source),
     };
     if interface.aggregation == Aggregation::Object {
         if bytes.is_empty() {

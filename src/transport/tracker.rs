@@ -59,13 +59,13 @@ impl Tracker {
         if self.awaiting_ack.contains_key(&pkid) {
             return None; // a retransmission after a resumed session
         }
-        if let Some((parked, _)) = &self.collided {
-            if *parked == pkid {
-                if let Some((pkid, tag)) = self.collided.take() {
-                    self.awaiting_ack.insert(pkid, tag);
-                }
-                return None;
+        if let Some((parked, _)) = &self.collided
+            && *parked == pkid
+        {
+            if let Some((pkid, tag)) = self.collided.take() {
+                self.awaiting_ack.insert(pkid, tag);
             }
+            return None;
         }
         if let Some(tag) = self.submitted.pop_front() {
             self.awaiting_ack.insert(pkid, tag);
