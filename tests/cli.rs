@@ -10,7 +10,7 @@ async fn check_config_accepts_a_valid_setup() {
     let env = TestEnv::new().await;
     let output = env.cli(&["check-config"]).await;
     assert!(output.status.success(), "{}", output.stderr);
-    assert!(output.stdout.contains("6 interfaces"), "{}", output.stdout);
+    assert!(output.stdout.contains("7 interfaces"), "{}", output.stdout);
 }
 
 #[tokio::test]
