@@ -30,7 +30,8 @@ pub const REFILL_ROWS: usize = 256;
 /// One MQTT publish towards Astarte, already validated and encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// Position in the order of accepted calls; keeps order across requeues and restarts.
+    /// Position in the order of accepted calls; keeps order across requeues and restarts
+    /// (0 until the queue or the store gives the message its place).
     pub seq: u64,
     pub interface: String,
     pub major: u32,
@@ -115,12 +116,13 @@ impl Queue {
         self.dropped_volatile.load(Ordering::Relaxed)
     }
 
-    /// Appends a message that lives only in memory (anything but a stored datastream).
+    /// Appends a message that lives only in memory (anything but a stored datastream), giving
+    /// it its place in line (its `seq` is ignored).
     ///
     /// A property message replaces a queued one for the same property: only the latest state
     /// matters, so properties never fill the queue. When non-stored datastream messages
     /// exceed their limits, the oldest of them are dropped (and counted).
-    pub fn push(&self, message: NewMessage) {
+    pub fn push(&self, message: Message) {
         {
             let mut inner = self.lock();
             if message.is_property {
@@ -374,34 +376,7 @@ impl Inner {
     }
 }
 
-/// A message before the queue gives it its place in line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    pub interface: String,
-    pub major: u32,
-    pub path: String,
-    pub payload: Vec<u8>,
-    pub qos: u8,
-    pub retention: Retention,
-    pub expires_at_ms: Option<i64>,
-    pub is_property: bool,
-}
-
-impl NewMessage {
-    pub fn with_seq(self, seq: u64) -> Message {
-        Message {
-            seq,
-            interface: self.interface,
-            major: self.major,
-            path: self.path,
-            payload: self.payload,
-            qos: self.qos,
-            retention: self.retention,
-            expires_at_ms: self.expires_at_ms,
-            is_property: self.is_property,
-        }
-    }
-
+impl Message {
     /// The row the store keeps for a stored message.
     pub fn to_stored(&self) -> crate::store::StoredMessage {
         crate::store::StoredMessage {
@@ -412,6 +387,10 @@ impl NewMessage {
             qos: self.qos,
             expires_at_ms: self.expires_at_ms,
         }
+    }
+
+    pub fn with_seq(self, seq: u64) -> Message {
+        Message { seq, ..self }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::data::{AstarteValue, payload};
 use crate::interface::runtime::LiveRegistry;
 use crate::interface::{Interface, InterfaceType, Mapping, Registry, Retention};
 use crate::properties::PropertyStore;
-use crate::queue::{NewMessage, Queue};
+use crate::queue::{Message, Queue};
 use crate::store::Store;
 use crate::transport::topic::{MAX_REMAINING_LENGTH, Topics, remaining_length};
 
@@ -221,7 +221,8 @@ impl DeviceApi {
         if !is_property {
             self.check_size(interface, path, payload.len())?;
         }
-        let message = NewMessage {
+        let message = Message {
+            seq: 0,
             interface: interface.name.clone(),
             major: interface.version_major,
             path: path.into(),

@@ -5,8 +5,9 @@ fn queue() -> Queue {
     Queue::new(Arc::new(AtomicU64::new(1)), None)
 }
 
-fn message(interface: &str, retention: Retention, is_property: bool) -> NewMessage {
-    NewMessage {
+fn message(interface: &str, retention: Retention, is_property: bool) -> Message {
+    Message {
+        seq: 0,
         interface: interface.into(),
         major: 0,
         path: "/p".into(),
