@@ -351,7 +351,8 @@ async fn read_address(mut daemon: Child) -> (Child, String) {
     use tokio::io::AsyncBufReadExt;
     let stdout = daemon.stdout.take().expect("stdout piped");
     let mut line = String::new();
-    let read = tokio::io::BufReader::new(stdout).read_line(&mut line);
+    let mut stdout = tokio::io::BufReader::new(stdout);
+    let read = stdout.read_line(&mut line);
     match tokio::time::timeout(TIMEOUT, read).await {
         Ok(Ok(n)) if n > 0 => (daemon, line.trim().to_owned()),
         _ => {
