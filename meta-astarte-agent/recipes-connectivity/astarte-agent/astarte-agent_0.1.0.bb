@@ -10,12 +10,14 @@ LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 CVE_PRODUCT = "astarte-agent"
 
-# openssl-sys finds the image's OpenSSL through pkg-config; rusqlite links the image's SQLite.
-DEPENDS += "openssl sqlite3"
+# rusqlite links the image's SQLite (through pkg-config). The agent does not link OpenSSL:
+# TLS, keys and CSRs use rustls/ring and rcgen (openssl is only a development dependency of
+# the tests, which bitbake does not build).
+DEPENDS += "sqlite3"
 
 # The project's repository: see README.md, "The source" (the layer lives in the same repository).
 SRC_URI = "git://github.com/astarte-platform/astarte-agent.git;protocol=https;branch=main;destsuffix=${BP}"
-SRCREV = "7916e2181876340f7171f6706ea345f9ed1ace9c"
+SRCREV = "23608cce965473cfde841452e9a77cd9dde9a84c"
 
 require ${BPN}-crates.inc
 
