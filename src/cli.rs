@@ -26,4 +26,10 @@ pub enum Command {
     CheckConfig,
     /// Print the device ID the configuration resolves to.
     DeviceId,
+    /// Show the running daemon's health; exit status 0 connected, 1 degraded, 2 not running.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -1,21 +1,37 @@
 //! Logging: journald with structured fields under systemd, human-readable stderr otherwise.
 //! The filter comes from `ASTARTE_AGENT_LOG` (tracing `EnvFilter` syntax), default `info`.
+//! The last warning or error is also kept for the `LastError` D-Bus property.
 
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub const LOG_ENV: &str = "ASTARTE_AGENT_LOG";
 
+static LAST_PROBLEM: Mutex<Option<(i64, String)>> = Mutex::new(None);
+
 pub fn init() {
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    // systemd sets JOURNAL_STREAM when stderr goes to the journal: then write native entries.
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(LastProblem);
+    // systemd sets JOURNAL_STREAM when stderr goes to the journal: then write native entries,
+    // with the fields of events and spans as journal fields (`INTERFACE`, `DEVICE_ID`, ...).
     if std::env::var_os("JOURNAL_STREAM").is_some()
         && let Ok(journald) = tracing_journald::layer()
     {
         registry
-            .with(journald.with_syslog_identifier("astarte-agent".into()))
+            .with(
+                journald
+                    .with_syslog_identifier("astarte-agent".into())
+                    .with_field_prefix(None),
+            )
             .init();
         return;
     }
@@ -26,4 +42,57 @@ pub fn init() {
                 .with_target(false),
         )
         .init();
+}
+
+/// The last warning or error logged: when (ms since the epoch) and what.
+pub fn last_problem() -> Option<(i64, String)> {
+    LAST_PROBLEM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+/// Keeps the last warning or error, as one line: the message, then its fields.
+struct LastProblem;
+
+impl<S: Subscriber> Layer<S> for LastProblem {
+    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+        if *event.metadata().level() > Level::WARN {
+            return;
+        }
+        let mut line = Line::default();
+        event.record(&mut line);
+        let text = if line.fields.is_empty() {
+            line.message
+        } else {
+            format!("{}:{}", line.message, line.fields)
+        };
+        *LAST_PROBLEM
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((crate::api::now_ms(), text));
+    }
+}
+
+#[derive(Default)]
+struct Line {
+    message: String,
+    fields: String,
+}
+
+impl Visit for Line {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
 }

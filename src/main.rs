@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check::check_config(&cli.config),
         Some(Command::DeviceId) => check::print_device_id(&cli.config),
+        Some(Command::Status { json }) => astarte_agent::status::run(&cli.config, json),
         None => run_daemon(&cli),
     }
 }

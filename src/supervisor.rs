@@ -110,8 +110,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         store.clone(),
         topics.clone(),
     ));
+    let health = Arc::new(crate::health::Health::default());
     let service = DeviceService::new(
         api.clone(),
+        health.clone(),
         device_id.clone(),
         config.realm.clone(),
         state_rx.clone(),
@@ -164,6 +166,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         context,
         roots,
         state_tx,
+        health,
         cancel.clone(),
     ));
     notify("READY=1");
@@ -206,6 +209,7 @@ async fn connection_loop(
     context: SessionContext,
     roots: Arc<rustls::RootCertStore>,
     state: StateTx,
+    health: Arc<crate::health::Health>,
     cancel: CancellationToken,
 ) -> Result<(), String> {
     let report = |phase: Phase| {
@@ -242,6 +246,10 @@ async fn connection_loop(
                 continue;
             }
         };
+        health.set_credentials(
+            format!("{}:{}", ready.broker.host, ready.broker.port),
+            ready.cert_info.not_after,
+        );
         let endpoint = Endpoint {
             host: ready.broker.host.clone(),
             port: ready.broker.port,

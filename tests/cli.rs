@@ -106,3 +106,48 @@ async fn daemon_skips_an_invalid_interface_file_and_serves_the_others() {
         agent.log()
     );
 }
+
+#[tokio::test]
+async fn status_tells_healthy_degraded_and_not_running_apart() {
+    let mut env = TestEnv::persistent().await;
+    let stopped = env.cli_on_bus(&["status"]).await;
+    assert_eq!(stopped.status.code(), Some(2), "{}", stopped.stdout);
+    assert!(stopped.stdout.contains("not running"), "{}", stopped.stdout);
+
+    let (agent, proxy) = env.start_connected_agent().await;
+    let healthy = env.cli_on_bus(&["status", "--json"]).await;
+    assert_eq!(
+        healthy.status.code(),
+        Some(0),
+        "{}{}",
+        healthy.stdout,
+        healthy.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(&healthy.stdout).unwrap();
+    assert_eq!(report["state"], "connected");
+    assert_eq!(report["device_id"], env.device_id.as_str());
+    assert_eq!(
+        report["broker"],
+        format!("localhost:{}", env.sandbox.broker_port())
+    );
+    assert!(report["certificate_expiry_ms"].as_i64().unwrap() > astarte_agent::api::now_ms());
+    assert!(report["store_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(report["interfaces"].as_array().unwrap().len(), 7);
+
+    env.sandbox.stop_broker().await;
+    wait_for_state(&proxy, "disconnected", &agent).await;
+    let degraded = env.cli_on_bus(&["status"]).await;
+    assert_eq!(degraded.status.code(), Some(1), "{}", degraded.stdout);
+    assert!(
+        degraded
+            .stdout
+            .contains("state:               disconnected"),
+        "{}",
+        degraded.stdout
+    );
+    assert!(
+        degraded.stdout.contains("connection to the broker lost"),
+        "the last error is shown: {}",
+        degraded.stdout
+    );
+}

@@ -64,6 +64,14 @@ impl DeviceApi {
         stored + self.queue.volatile_len() as u64
     }
 
+    /// Bytes of the store's database on disk.
+    pub fn store_bytes(&self) -> u64 {
+        self.store
+            .counters()
+            .file_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn store_dir(&self) -> PathBuf {
         self.store.dir().to_owned()
     }

@@ -11,10 +11,12 @@ use zbus::zvariant::{OwnedValue, Value};
 use crate::api::DeviceApi;
 use crate::data::dbus::{from_variant, to_variant};
 use crate::dbus::error::AgentError;
+use crate::health::Health;
 use crate::state::StateRx;
 
 pub struct DeviceService {
     api: Arc<DeviceApi>,
+    health: Arc<Health>,
     device_id: String,
     realm: String,
     state: StateRx,
@@ -23,12 +25,14 @@ pub struct DeviceService {
 impl DeviceService {
     pub fn new(
         api: Arc<DeviceApi>,
+        health: Arc<Health>,
         device_id: String,
         realm: String,
         state: StateRx,
     ) -> DeviceService {
         DeviceService {
             api,
+            health,
             device_id,
             realm,
             state,
@@ -231,5 +235,30 @@ impl DeviceService {
     #[zbus(property)]
     async fn queued_messages(&self) -> u64 {
         self.api.queued_messages()
+    }
+
+    /// `host:port` of the broker in use; empty before the device has credentials.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn broker(&self) -> String {
+        self.health.broker()
+    }
+
+    /// When the client certificate expires, in ms since the Unix epoch; 0 before the first one.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn certificate_expiry(&self) -> i64 {
+        self.health.certificate_expiry_ms()
+    }
+
+    /// The last warning or error the agent logged: when (ms since the Unix epoch) and the
+    /// line; `(0, "")` when there was none.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn last_error(&self) -> (i64, String) {
+        crate::logging::last_problem().unwrap_or_default()
+    }
+
+    /// Bytes of the store's database (and its write-ahead log) on disk.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn store_bytes(&self) -> u64 {
+        self.api.store_bytes()
     }
 }

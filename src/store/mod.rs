@@ -144,6 +144,17 @@ pub struct Counters {
     pub queued: AtomicU64,
     /// Payload bytes in the stored queue.
     pub queued_bytes: AtomicU64,
+    /// Size of the database and its WAL on disk.
+    pub file_bytes: AtomicU64,
+}
+
+/// Bytes of `agent.db` and its WAL in `dir`.
+pub(crate) fn file_bytes(dir: &Path) -> u64 {
+    [DATABASE_FILE, "agent.db-wal"]
+        .iter()
+        .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
+        .map(|metadata| metadata.len())
+        .sum()
 }
 
 pub(crate) enum Request {
@@ -197,6 +208,9 @@ impl Store {
         counters
             .queued_bytes
             .store(contents.queued_bytes, Ordering::Relaxed);
+        counters
+            .file_bytes
+            .store(file_bytes(store_dir), Ordering::Relaxed);
         let next_seq = Arc::new(AtomicU64::new(contents.next_seq));
         let (requests, receiver) = mpsc::channel();
         let thread = writer::spawn(

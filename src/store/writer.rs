@@ -150,6 +150,9 @@ impl Writer {
                 let counters = &self.shared.counters;
                 add(&counters.queued, delta.queued);
                 add(&counters.queued_bytes, delta.bytes);
+                counters
+                    .file_bytes
+                    .store(super::file_bytes(&self.shared.dir), Ordering::Relaxed);
                 for (request, outcome) in work.into_iter().zip(outcomes) {
                     answer(request, Ok(outcome));
                 }

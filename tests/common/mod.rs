@@ -177,6 +177,23 @@ impl TestEnv {
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
         run_cli(&self.config_path(), args).await
     }
+
+    /// Runs a subcommand that talks to the running agent on this environment's bus.
+    pub async fn cli_on_bus(&self, args: &[&str]) -> CliOutput {
+        let output = Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("DBUS_SESSION_BUS_ADDRESS", self.bus.address())
+            .output()
+            .await
+            .expect("agent binary runs");
+        CliOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
 }
 
 pub struct CliOutput {
