@@ -60,6 +60,9 @@ pub struct SandboxOptions {
     pub certificate_backdate: Duration,
     /// mosquitto keeps sessions and queued messages across [`Sandbox::restart_broker`].
     pub broker_persistence: bool,
+    /// mosquitto logs every packet (`log_type all`), which [`Sandbox::device_events`] reads;
+    /// default on. Off, it logs only connections and errors (for the benchmark).
+    pub broker_log_messages: bool,
     /// Where to put the files; `None` for a temporary folder removed on drop.
     pub dir: Option<PathBuf>,
 }
@@ -71,6 +74,7 @@ impl Default for SandboxOptions {
             certificate_validity: DEFAULT_VALIDITY,
             certificate_backdate: ca::DEFAULT_BACKDATE,
             broker_persistence: false,
+            broker_log_messages: true,
             dir: None,
         }
     }
@@ -114,7 +118,7 @@ impl Sandbox {
         ] {
             env::write(&dir.join(name), contents)?;
         }
-        let broker = Broker::start(&dir, opts.broker_persistence).await?;
+        let broker = Broker::start(&dir, opts.broker_persistence, opts.broker_log_messages).await?;
         let key = Arc::new(RealmKey::generate()?);
         let agent_token = key.sign_agent()?;
         let ca = Arc::new(ca);
