@@ -47,7 +47,9 @@ async fn drive(opts: Options) -> BoxResult<()> {
                 Event::Incoming(Packet::ConnAck(_)) => {
                     client.subscribe(opts.topic.as_str(), qos).await?;
                 }
-                Event::Incoming(Packet::SubAck(ack)) => return Ok::<_, Box<dyn std::error::Error>>(ack),
+                Event::Incoming(Packet::SubAck(ack)) => {
+                    return Ok::<_, Box<dyn std::error::Error>>(ack);
+                }
                 _ => {}
             }
         }
@@ -55,7 +57,11 @@ async fn drive(opts: Options) -> BoxResult<()> {
     let ack = tokio::time::timeout(CONNECT_TIMEOUT, subscribed)
         .await
         .map_err(|_| "not subscribed within 10 s")??;
-    if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+    if ack
+        .return_codes
+        .iter()
+        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+    {
         return Err(format!("the broker refused the subscription to {}", opts.topic).into());
     }
     println!("ready");
@@ -120,7 +126,10 @@ fn send_time(payload: &[u8], format: Format) -> Option<u64> {
                 [16, 0, 0, 0, 1, b'v', 0, rest @ ..] if rest.len() == 9 => {
                     f64::from_le_bytes(rest[..8].try_into().ok()?)
                 }
-                _ => bson::Document::from_reader(payload).ok()?.get_f64("v").ok()?,
+                _ => bson::Document::from_reader(payload)
+                    .ok()?
+                    .get_f64("v")
+                    .ok()?,
             };
             (value.is_finite() && value >= 0.0).then_some(value as u64)
         }
@@ -143,7 +152,10 @@ mod tests {
             .to_writer(&mut with_t)
             .unwrap();
         assert_eq!(send_time(&with_t, Format::Bson), Some(42));
-        assert_eq!(send_time(b"0000000001234567", Format::Text), Some(1_234_567));
+        assert_eq!(
+            send_time(b"0000000001234567", Format::Text),
+            Some(1_234_567)
+        );
         assert_eq!(send_time(b"nope", Format::Text), None);
     }
 }
