@@ -1,7 +1,7 @@
 //! Input for `mosquitto_pub -l`: one line per message, the send time in zero-padded decimal
 //! digits so every payload has the same size as the agent's. Each line is written on its own
-//! (no buffering), so its time is taken just before `mosquitto_pub` can read it; the pipe's
-//! capacity still lets lines wait, which shows in the floor's latency, not its throughput.
+//! (no buffering). The first line's time starts the floor's clock; `mosquitto_pub` reads ahead
+//! and queues lines inside, so the per-line times say nothing about its latency.
 
 use std::io::Write;
 
