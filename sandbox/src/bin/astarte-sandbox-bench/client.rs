@@ -1,4 +1,5 @@
-//! The D-Bus load generator: `in_flight` tasks share one connection and call `Send` in a loop
+//! The D-Bus load generator: `in_flight` tasks share one connection (or a few, with
+//! `connections`) and call `Send` in a loop
 //! until `count` calls were made. The value is the call's send time, so a subscriber can
 //! measure end-to-end latency. Nothing else runs in this process: no timeouts, no observer.
 
@@ -19,6 +20,8 @@ pub struct Options {
     pub path: String,
     pub count: u64,
     pub in_flight: u32,
+    /// Bus connections the calls are spread over (1: one application's connection).
+    pub connections: u32,
 }
 
 #[derive(Default)]
@@ -34,12 +37,18 @@ pub fn run(opts: Options) -> BoxResult<()> {
 }
 
 async fn drive(opts: Options) -> BoxResult<()> {
-    let connection = zbus::Connection::session().await?;
+    let mut connections = Vec::new();
+    for _ in 0..opts.connections.max(1) {
+        connections.push(zbus::Connection::session().await?);
+    }
     let opts = Arc::new(opts);
     let next = Arc::new(AtomicU64::new(0));
     let start_us = now_us();
-    let workers: Vec<_> = (0..opts.in_flight.max(1))
-        .map(|_| tokio::spawn(worker(connection.clone(), opts.clone(), next.clone())))
+    let workers: Vec<_> = (0..opts.in_flight.max(1) as usize)
+        .map(|i| {
+            let connection = connections[i % connections.len()].clone();
+            tokio::spawn(worker(connection, opts.clone(), next.clone()))
+        })
         .collect();
     let mut total = Outcome::default();
     for worker in workers {

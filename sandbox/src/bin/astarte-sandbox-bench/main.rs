@@ -57,6 +57,9 @@ enum Command {
         count: u64,
         #[arg(long, default_value_t = 32)]
         in_flight: u32,
+        /// Bus connections to spread the calls over.
+        #[arg(long, default_value_t = 1)]
+        connections: u32,
     },
     /// Wait until the agent's `State` property is STATE (e.g. `connected`).
     WaitState {
@@ -116,12 +119,14 @@ fn main() -> ExitCode {
             path,
             count,
             in_flight,
+            connections,
         } => client::run(client::Options {
             dest,
             interface,
             path,
             count,
             in_flight,
+            connections,
         }),
         Command::WaitState {
             dest,
