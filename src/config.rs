@@ -30,7 +30,18 @@ struct ConfigFile {
     ca_file: Option<PathBuf>,
     #[serde(default)]
     dbus: DbusSection,
+    #[serde(default)]
+    store: StoreSection,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    max_queue_bytes: Option<u64>,
+}
+
+/// Smallest accepted `[store] max_queue_bytes`: one message of the largest size.
+pub const MIN_MAX_QUEUE_BYTES: u64 = 65_536;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +77,7 @@ pub struct Config {
     pub interfaces_dir: PathBuf,
     pub ca_file: Option<PathBuf>,
     pub bus: BusKind,
+    pub store: crate::store::StoreOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +109,8 @@ pub enum ConfigError {
     },
     #[error("the machine ID file {path} is empty (set device_id or machine_id_file)")]
     EmptyMachineId { path: PathBuf },
+    #[error("store.max_queue_bytes: {0} is too small, at least {MIN_MAX_QUEUE_BYTES} bytes")]
+    MaxQueueBytes(u64),
 }
 
 impl Config {
@@ -147,31 +161,120 @@ impl TryFrom<ConfigFile> for Config {
     type Error = ConfigError;
 
     fn try_from(file: ConfigFile) -> Result<Self, Self::Error> {
-        validate_realm(&file.realm)?;
-        let device_id = match file.device_id {
-            Some(text) => DeviceIdSource::Configured(text.parse().map_err(ConfigError::DeviceId)?),
-            None => DeviceIdSource::MachineId {
+        validate(file).map_err(|mut problems| problems.remove(0))
+    }
+}
+
+/// Validates every key, collecting every problem (`check-config` prints them all).
+fn validate(file: ConfigFile) -> Result<Config, Vec<ConfigError>> {
+    let mut problems = Vec::new();
+    let mut check = |result: Result<(), ConfigError>| {
+        if let Err(problem) = result {
+            problems.push(problem);
+        }
+    };
+    check(validate_realm(&file.realm));
+    let configured_id = file
+        .device_id
+        .map(|text| text.parse().map_err(ConfigError::DeviceId));
+    let namespace = match file.device_id_namespace {
+        Some(text) => Uuid::parse_str(&text).map_err(|_| ConfigError::Namespace),
+        None => Ok(device_id::DEFAULT_NAMESPACE),
+    };
+    let pairing_url = validate_pairing_url(&file.pairing_url);
+    let max_queue_bytes = match file.store.max_queue_bytes {
+        Some(bytes) if bytes < MIN_MAX_QUEUE_BYTES => Err(ConfigError::MaxQueueBytes(bytes)),
+        Some(bytes) => Ok(bytes),
+        None => Ok(crate::store::DEFAULT_MAX_QUEUE_BYTES),
+    };
+    let device_id = match configured_id {
+        Some(Ok(id)) => Some(DeviceIdSource::Configured(id)),
+        Some(Err(problem)) => {
+            check(Err(problem));
+            None
+        }
+        None => match namespace {
+            Ok(namespace) => Some(DeviceIdSource::MachineId {
                 file: file
                     .machine_id_file
                     .unwrap_or_else(|| DEFAULT_MACHINE_ID_FILE.into()),
-                namespace: match file.device_id_namespace {
-                    Some(text) => Uuid::parse_str(&text).map_err(|_| ConfigError::Namespace)?,
-                    None => device_id::DEFAULT_NAMESPACE,
-                },
-            },
+                namespace,
+            }),
+            Err(problem) => {
+                check(Err(problem));
+                None
+            }
+        },
+    };
+    let pairing_url = pairing_url.map_err(|problem| check(Err(problem))).ok();
+    let max_queue_bytes = max_queue_bytes.map_err(|problem| check(Err(problem))).ok();
+    match (device_id, pairing_url, max_queue_bytes) {
+        (Some(device_id), Some(pairing_url), Some(max_queue_bytes)) if problems.is_empty() => {
+            Ok(Config {
+                realm: file.realm,
+                device_id,
+                pairing_url,
+                pairing_token_file: file.pairing_token_file,
+                store_dir: file.store_dir.unwrap_or_else(|| DEFAULT_STORE_DIR.into()),
+                interfaces_dir: file
+                    .interfaces_dir
+                    .unwrap_or_else(|| DEFAULT_INTERFACES_DIR.into()),
+                ca_file: file.ca_file,
+                bus: file.dbus.bus,
+                store: crate::store::StoreOptions { max_queue_bytes },
+            })
+        }
+        _ => Err(problems),
+    }
+}
+
+/// What `check-config` needs: the configuration when it is valid, every problem otherwise,
+/// and the interfaces folder to check in either case (from the file when it names one).
+pub struct Checked {
+    pub config: Option<Config>,
+    pub problems: Vec<ConfigError>,
+    pub interfaces_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads the configuration file and reports every problem it has.
+    pub fn check(path: &Path) -> Checked {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(source) => {
+                return Checked {
+                    config: None,
+                    problems: vec![ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    }],
+                    interfaces_dir: DEFAULT_INTERFACES_DIR.into(),
+                };
+            }
         };
-        Ok(Config {
-            realm: file.realm,
-            device_id,
-            pairing_url: validate_pairing_url(&file.pairing_url)?,
-            pairing_token_file: file.pairing_token_file,
-            store_dir: file.store_dir.unwrap_or_else(|| DEFAULT_STORE_DIR.into()),
-            interfaces_dir: file
-                .interfaces_dir
-                .unwrap_or_else(|| DEFAULT_INTERFACES_DIR.into()),
-            ca_file: file.ca_file,
-            bus: file.dbus.bus,
-        })
+        // The folder of interfaces is checked even when the rest does not parse.
+        let interfaces_dir = toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|table| table.get("interfaces_dir")?.as_str().map(PathBuf::from))
+            .unwrap_or_else(|| DEFAULT_INTERFACES_DIR.into());
+        let parsed = toml::from_str::<ConfigFile>(&text).map_err(|error| {
+            vec![ConfigError::Syntax {
+                path: path.to_owned(),
+                message: error.to_string().trim_end().replace('\n', " "),
+            }]
+        });
+        match parsed.and_then(validate) {
+            Ok(config) => Checked {
+                interfaces_dir: config.interfaces_dir.clone(),
+                config: Some(config),
+                problems: Vec::new(),
+            },
+            Err(problems) => Checked {
+                config: None,
+                problems,
+                interfaces_dir,
+            },
+        }
     }
 }
 

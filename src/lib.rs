@@ -20,6 +20,7 @@ pub mod provisioning;
 pub mod queue;
 pub mod signals;
 pub mod state;
+pub mod store;
 pub mod supervisor;
 pub mod tls;
 pub mod transport;

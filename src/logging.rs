@@ -11,13 +11,13 @@ pub fn init() {
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     // systemd sets JOURNAL_STREAM when stderr goes to the journal: then write native entries.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        if let Ok(journald) = tracing_journald::layer() {
-            registry
-                .with(journald.with_syslog_identifier("astarte-agent".into()))
-                .init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        registry
+            .with(journald.with_syslog_identifier("astarte-agent".into()))
+            .init();
+        return;
     }
     registry
         .with(

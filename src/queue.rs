@@ -1,83 +1,128 @@
 //! Outgoing messages waiting for the MQTT session, in the order the D-Bus calls returned.
 //!
-//! This is the in-memory queue of the agent core: `volatile` and `stored` datastreams and all
-//! property messages wait here while the device is offline. A later version persists `stored`
-//! messages in SQLite behind the same push/pop/requeue operations.
+//! Everything the session sends comes from here, in sequence order. `volatile` and `discard`
+//! datastreams and property messages live only in memory. `stored` messages are on disk
+//! first (the store) and join this queue once committed; only a window of them is kept in
+//! memory. When the stored backlog is larger than the window, the rest stays on disk
+//! ("spilled") and the session asks the store to refill the window as it drains; nothing
+//! newer is sent before the spilled backlog, so order holds across outages and restarts.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
 use crate::interface::Retention;
+use crate::store::Loaded;
 
-/// Most messages kept while offline; beyond it callers get [`QueueError::Full`].
-pub const MAX_QUEUED_MESSAGES: usize = 10_000;
-/// Most payload bytes kept while offline (RAM budget of a small board).
-pub const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+/// Most non-stored datastream messages kept in memory while offline.
+pub const MAX_VOLATILE_MESSAGES: usize = 10_000;
+/// Most payload bytes of non-stored datastream messages kept in memory while offline.
+pub const MAX_VOLATILE_BYTES: usize = 4 * 1024 * 1024;
+/// Stored messages kept in memory at most; the rest waits on disk.
+pub const STORED_WINDOW_MESSAGES: usize = 512;
+pub const STORED_WINDOW_BYTES: usize = 512 * 1024;
+/// Rows read from disk per refill.
+pub const REFILL_ROWS: usize = 256;
 
 /// One MQTT publish towards Astarte, already validated and encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// Position in the order of accepted calls; keeps order across requeues.
+    /// Position in the order of accepted calls; keeps order across requeues and restarts
+    /// (0 until the queue or the store gives the message its place).
     pub seq: u64,
     pub interface: String,
+    pub major: u32,
     /// Concrete path (for an object, the common prefix), always starting with `/`.
     pub path: String,
     /// BSON payload; empty for a property unset.
     pub payload: Vec<u8>,
     pub qos: u8,
     pub retention: Retention,
-    pub expires_at: Option<Instant>,
+    /// Wall-clock deadline in ms since the epoch; not sent after it.
+    pub expires_at_ms: Option<i64>,
     pub is_property: bool,
 }
 
-/// A message before the queue gives it its place in line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    pub interface: String,
-    pub path: String,
-    pub payload: Vec<u8>,
-    pub qos: u8,
-    pub retention: Retention,
-    pub expires_at: Option<Instant>,
-    pub is_property: bool,
-}
+impl Message {
+    /// Whether the message is a row of the stored queue (removed from disk once acknowledged).
+    pub fn is_stored(&self) -> bool {
+        !self.is_property && self.retention == Retention::Stored
+    }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum QueueError {
-    #[error(
-        "the outgoing queue is full ({messages} messages, {bytes} bytes): the device has been offline too long; retry later"
-    )]
-    Full { messages: usize, bytes: usize },
+    fn is_volatile(&self) -> bool {
+        !self.is_property && self.retention != Retention::Stored
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     messages: VecDeque<Message>,
-    bytes: usize,
-    next_seq: u64,
+    volatile_count: usize,
+    volatile_bytes: usize,
+    stored_count: usize,
+    stored_bytes: usize,
+    /// The lowest sequence number of stored rows that are only on disk.
+    spilled_from: Option<u64>,
+    /// The highest sequence number of a stored row that was not taken into memory.
+    spilled_max: u64,
+    /// Every stored row up to this sequence number has been read from disk already.
+    loaded_upto: u64,
+    refill_requested: bool,
+    /// Volatile messages dropped to make room since the queue last had room.
+    overflowing: bool,
 }
 
-/// Shared between the D-Bus face (producer) and the MQTT session (consumer).
-#[derive(Default)]
+/// Shared between the API (producer) and the MQTT session (consumer).
 pub struct Queue {
     inner: Mutex<Inner>,
     wakeup: Notify,
+    next_seq: Arc<AtomicU64>,
+    online: AtomicBool,
+    dropped_volatile: AtomicU64,
 }
 
 impl Queue {
-    pub fn new() -> Queue {
-        Queue::default()
+    /// A queue whose sequence numbers come from `next_seq` (shared with the store), with
+    /// `backlog` (first and last sequence number) of stored rows waiting on disk.
+    pub fn new(next_seq: Arc<AtomicU64>, backlog: Option<(u64, u64)>) -> Queue {
+        let inner = Inner {
+            spilled_from: backlog.map(|(first, _)| first),
+            spilled_max: backlog.map(|(_, last)| last).unwrap_or(0),
+            ..Inner::default()
+        };
+        Queue {
+            inner: Mutex::new(inner),
+            wakeup: Notify::new(),
+            next_seq,
+            online: AtomicBool::new(false),
+            dropped_volatile: AtomicU64::new(0),
+        }
     }
 
-    /// Appends a message; fails without side effects when the queue is at its limits.
+    /// Whether a connection to the broker is up (the handshake may still be running).
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+
+    pub fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Release);
+    }
+
+    /// Volatile messages dropped because the in-memory queue was full, since start.
+    pub fn dropped_volatile(&self) -> u64 {
+        self.dropped_volatile.load(Ordering::Relaxed)
+    }
+
+    /// Appends a message that lives only in memory (anything but a stored datastream), giving
+    /// it its place in line (its `seq` is ignored).
     ///
-    /// A property message replaces a queued one for the same property instead: only the
-    /// latest state matters, so properties never fill the queue and are never refused (their
-    /// new value is already stored when they get here).
-    pub fn push(&self, message: NewMessage) -> Result<(), QueueError> {
+    /// A property message replaces a queued one for the same property: only the latest state
+    /// matters, so properties never fill the queue. When non-stored datastream messages
+    /// exceed their limits, the oldest of them are dropped (and counted).
+    pub fn push(&self, message: Message) {
         {
             let mut inner = self.lock();
             if message.is_property {
@@ -87,65 +132,123 @@ impl Queue {
                         && queued.path == message.path
                 });
                 if let Some(queued) = queued {
-                    let old_len = std::mem::replace(&mut queued.payload, message.payload).len();
-                    let new_len = queued.payload.len();
-                    inner.bytes = inner.bytes - old_len + new_len;
+                    queued.payload = message.payload;
+                    queued.major = message.major;
                     drop(inner);
                     self.wakeup.notify_one();
-                    return Ok(());
+                    return;
                 }
             }
-            let full = inner.messages.len() >= MAX_QUEUED_MESSAGES
-                || inner.bytes + message.payload.len() > MAX_QUEUED_BYTES;
-            if full && !message.is_property {
-                return Err(QueueError::Full {
-                    messages: inner.messages.len(),
-                    bytes: inner.bytes,
-                });
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            let message = message.with_seq(seq);
+            if message.is_volatile() {
+                self.make_room(&mut inner, message.payload.len());
             }
-            let seq = inner.next_seq;
-            inner.next_seq += 1;
-            inner.bytes += message.payload.len();
-            inner.messages.push_back(Message {
-                seq,
-                interface: message.interface,
-                path: message.path,
-                payload: message.payload,
-                qos: message.qos,
-                retention: message.retention,
-                expires_at: message.expires_at,
-                is_property: message.is_property,
-            });
+            inner.insert(message);
         }
         self.wakeup.notify_one();
-        Ok(())
     }
 
-    /// Takes the oldest message that has not expired; expired ones are dropped with a log line.
-    pub fn pop(&self, now: Instant) -> Option<Message> {
+    /// Takes a stored message that was just committed to disk into memory, unless the
+    /// window is full (it then waits on disk).
+    pub fn push_stored(&self, message: Message) {
+        {
+            let mut inner = self.lock();
+            if message.seq <= inner.loaded_upto {
+                return; // already read from disk
+            }
+            let full = inner.stored_count >= STORED_WINDOW_MESSAGES
+                || inner.stored_bytes + message.payload.len() > STORED_WINDOW_BYTES;
+            if inner.spilled_from.is_some() || full {
+                inner.spilled_from.get_or_insert(message.seq);
+                inner.spilled_max = inner.spilled_max.max(message.seq);
+                return;
+            }
+            inner.insert(message);
+        }
+        self.wakeup.notify_one();
+    }
+
+    /// Takes the oldest message that has not expired; expired ones are dropped with a log
+    /// line and returned in `expired` (stored ones must be removed from disk). Returns
+    /// `None` while the next message in line is still on disk.
+    pub fn pop(&self, now_ms: i64, expired: &mut Vec<Message>) -> Option<Message> {
         let mut inner = self.lock();
-        while let Some(message) = inner.messages.pop_front() {
-            inner.bytes -= message.payload.len();
-            if message.expires_at.is_some_and(|deadline| deadline <= now) {
+        loop {
+            let front = inner.messages.front()?;
+            if inner
+                .spilled_from
+                .is_some_and(|spilled| front.seq > spilled)
+            {
+                return None;
+            }
+            let message = inner.take_front()?;
+            if message
+                .expires_at_ms
+                .is_some_and(|deadline| deadline <= now_ms)
+            {
                 tracing::info!(interface = %message.interface, path = %message.path, "queued message expired before it could be sent");
+                expired.push(message);
                 continue;
             }
             return Some(message);
         }
-        None
+    }
+
+    /// The sequence number to read from disk from, when the session should refill the
+    /// window now (at most one refill at a time).
+    pub fn refill_needed(&self) -> Option<u64> {
+        let mut inner = self.lock();
+        let spilled = inner.spilled_from?;
+        if inner.refill_requested {
+            return None;
+        }
+        let window_low = inner.stored_count < STORED_WINDOW_MESSAGES / 2
+            && inner.stored_bytes < STORED_WINDOW_BYTES / 2;
+        let blocked = inner
+            .messages
+            .front()
+            .is_none_or(|front| front.seq > spilled);
+        if !(window_low || blocked) {
+            return None;
+        }
+        inner.refill_requested = true;
+        Some(spilled)
+    }
+
+    /// Takes rows read from disk into memory.
+    pub fn refill(&self, loaded: Result<Loaded, ()>) {
+        {
+            let mut inner = self.lock();
+            inner.refill_requested = false;
+            let Ok(loaded) = loaded else {
+                return; // retried at the next refill_needed
+            };
+            for row in loaded.rows {
+                if row.seq <= inner.loaded_upto {
+                    continue;
+                }
+                inner.insert(Message::from_row(row));
+            }
+            inner.loaded_upto = inner.loaded_upto.max(loaded.seen_upto);
+            inner.spilled_from = if loaded.more || inner.spilled_max > inner.loaded_upto {
+                Some(inner.loaded_upto + 1)
+            } else {
+                None
+            };
+        }
+        self.wakeup.notify_one();
     }
 
     /// Puts back messages that were handed to a session that was lost, ahead of newer ones.
-    pub fn requeue_front(&self, mut messages: Vec<Message>) {
+    pub fn requeue_front(&self, messages: Vec<Message>) {
         if messages.is_empty() {
             return;
         }
-        messages.sort_by_key(|message| message.seq);
         {
             let mut inner = self.lock();
-            for message in messages.into_iter().rev() {
-                inner.bytes += message.payload.len();
-                inner.messages.push_front(message);
+            for message in messages {
+                inner.insert(message);
             }
         }
         self.wakeup.notify_one();
@@ -164,26 +267,68 @@ impl Queue {
     fn drop_where(&self, drop: impl Fn(&Message) -> bool) -> usize {
         let mut inner = self.lock();
         let before = inner.messages.len();
-        inner.messages.retain(|message| !drop(message));
-        inner.bytes = inner
-            .messages
-            .iter()
-            .map(|message| message.payload.len())
-            .sum();
-        before - inner.messages.len()
+        let kept: VecDeque<Message> = std::mem::take(&mut inner.messages)
+            .into_iter()
+            .filter(|message| !drop(message))
+            .collect();
+        let dropped = before - kept.len();
+        inner.messages = VecDeque::new();
+        inner.volatile_count = 0;
+        inner.volatile_bytes = 0;
+        inner.stored_count = 0;
+        inner.stored_bytes = 0;
+        for message in kept {
+            inner.insert(message);
+        }
+        dropped
     }
 
+    /// Messages held in memory.
     pub fn len(&self) -> usize {
         self.lock().messages.len()
     }
 
+    /// Non-stored datastream messages held in memory.
+    pub fn volatile_len(&self) -> usize {
+        self.lock().volatile_count
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        let inner = self.lock();
+        inner.messages.is_empty() && inner.spilled_from.is_none()
     }
 
     /// Resolves when a message may have been added since the last call.
     pub async fn changed(&self) {
         self.wakeup.notified().await
+    }
+
+    /// Drops the oldest non-stored datastream messages until `incoming` more bytes fit.
+    fn make_room(&self, inner: &mut Inner, incoming: usize) {
+        let mut dropped = 0;
+        while inner.volatile_count >= MAX_VOLATILE_MESSAGES
+            || (inner.volatile_count > 0 && inner.volatile_bytes + incoming > MAX_VOLATILE_BYTES)
+        {
+            let Some(index) = inner.messages.iter().position(Message::is_volatile) else {
+                break;
+            };
+            if let Some(message) = inner.messages.remove(index) {
+                inner.account(&message, -1);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            let total = self.dropped_volatile.fetch_add(dropped, Ordering::Relaxed) + dropped;
+            if !inner.overflowing {
+                inner.overflowing = true;
+                tracing::warn!(
+                    dropped_total = total,
+                    "the in-memory queue for volatile data is full: dropping the oldest volatile messages (use retention stored for data that must survive long outages)"
+                );
+            }
+        } else {
+            inner.overflowing = false;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -194,140 +339,77 @@ impl Queue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
+impl Inner {
+    /// Inserts in sequence order (almost always at the back).
+    fn insert(&mut self, message: Message) {
+        self.account(&message, 1);
+        let at = match self.messages.back() {
+            Some(back) if back.seq > message.seq => self
+                .messages
+                .partition_point(|queued| queued.seq < message.seq),
+            _ => self.messages.len(),
+        };
+        self.messages.insert(at, message);
+    }
 
-    fn message(interface: &str, retention: Retention, is_property: bool) -> NewMessage {
-        NewMessage {
-            interface: interface.into(),
-            path: "/p".into(),
-            payload: vec![1, 2, 3],
-            qos: 1,
-            retention,
-            expires_at: None,
-            is_property,
+    fn take_front(&mut self) -> Option<Message> {
+        let message = self.messages.pop_front()?;
+        self.account(&message, -1);
+        Some(message)
+    }
+
+    fn account(&mut self, message: &Message, sign: i8) {
+        let (count, bytes) = if message.is_stored() {
+            (&mut self.stored_count, &mut self.stored_bytes)
+        } else if message.is_volatile() {
+            (&mut self.volatile_count, &mut self.volatile_bytes)
+        } else {
+            return;
+        };
+        if sign > 0 {
+            *count += 1;
+            *bytes += message.payload.len();
+        } else {
+            *count = count.saturating_sub(1);
+            *bytes = bytes.saturating_sub(message.payload.len());
         }
-    }
-
-    #[test]
-    fn messages_leave_in_the_order_they_were_accepted() {
-        let queue = Queue::new();
-        for name in ["a", "b", "c"] {
-            queue
-                .push(message(name, Retention::Volatile, false))
-                .unwrap();
-        }
-        let now = Instant::now();
-        let order: Vec<_> = std::iter::from_fn(|| queue.pop(now))
-            .map(|m| m.interface)
-            .collect();
-        assert_eq!(order, ["a", "b", "c"]);
-    }
-
-    #[test]
-    fn requeued_messages_go_back_ahead_of_newer_ones_in_original_order() {
-        let queue = Queue::new();
-        for name in ["a", "b", "c", "d"] {
-            queue
-                .push(message(name, Retention::Volatile, false))
-                .unwrap();
-        }
-        let now = Instant::now();
-        let a = queue.pop(now).unwrap();
-        let b = queue.pop(now).unwrap();
-        queue.requeue_front(vec![b, a]);
-        let order: Vec<_> = std::iter::from_fn(|| queue.pop(now))
-            .map(|m| m.interface)
-            .collect();
-        assert_eq!(order, ["a", "b", "c", "d"]);
-    }
-
-    #[test]
-    fn expired_messages_are_dropped_when_popped() {
-        let queue = Queue::new();
-        let now = Instant::now();
-        let mut old = message("old", Retention::Volatile, false);
-        old.expires_at = Some(now);
-        queue.push(old).unwrap();
-        queue
-            .push(message("fresh", Retention::Volatile, false))
-            .unwrap();
-        assert_eq!(
-            queue.pop(now + Duration::from_millis(1)).unwrap().interface,
-            "fresh"
-        );
-    }
-
-    #[test]
-    fn a_full_queue_refuses_new_messages_and_keeps_the_old_ones() {
-        let queue = Queue::new();
-        let mut big = message("big", Retention::Volatile, false);
-        big.payload = vec![0; MAX_QUEUED_BYTES];
-        queue.push(big).unwrap();
-        let error = queue
-            .push(message("more", Retention::Volatile, false))
-            .unwrap_err();
-        assert!(matches!(error, QueueError::Full { messages: 1, .. }));
-        assert_eq!(queue.len(), 1);
-    }
-
-    #[test]
-    fn full_handshake_drops_only_property_messages() {
-        let queue = Queue::new();
-        queue
-            .push(message("prop", Retention::Discard, true))
-            .unwrap();
-        queue
-            .push(message("data", Retention::Volatile, false))
-            .unwrap();
-        assert_eq!(queue.drop_properties(), 1);
-        assert_eq!(queue.pop(Instant::now()).unwrap().interface, "data");
-    }
-
-    #[test]
-    fn discard_retention_is_dropped_when_offline_but_properties_are_kept() {
-        let queue = Queue::new();
-        queue
-            .push(message("gone", Retention::Discard, false))
-            .unwrap();
-        queue
-            .push(message("prop", Retention::Discard, true))
-            .unwrap();
-        queue
-            .push(message("kept", Retention::Stored, false))
-            .unwrap();
-        assert_eq!(queue.drop_discardable(), 1);
-        assert_eq!(queue.len(), 2);
-    }
-
-    #[test]
-    fn a_property_change_replaces_the_queued_one_for_the_same_property() {
-        let queue = Queue::new();
-        let mut first = message("props", Retention::Discard, true);
-        first.payload = vec![1];
-        queue.push(first).unwrap();
-        queue
-            .push(message("data", Retention::Volatile, false))
-            .unwrap();
-        let mut second = message("props", Retention::Discard, true);
-        second.payload = vec![2, 2];
-        queue.push(second).unwrap();
-        assert_eq!(queue.len(), 2);
-        assert_eq!(queue.pop(Instant::now()).unwrap().payload, [2, 2]);
-    }
-
-    #[test]
-    fn property_changes_are_accepted_even_when_the_queue_is_full() {
-        let queue = Queue::new();
-        let mut big = message("big", Retention::Volatile, false);
-        big.payload = vec![0; MAX_QUEUED_BYTES];
-        queue.push(big).unwrap();
-        assert!(
-            queue
-                .push(message("props", Retention::Discard, true))
-                .is_ok()
-        );
     }
 }
+
+impl Message {
+    /// The row the store keeps for a stored message.
+    pub fn to_stored(&self) -> crate::store::StoredMessage {
+        crate::store::StoredMessage {
+            interface: self.interface.clone(),
+            major: self.major,
+            path: self.path.clone(),
+            payload: self.payload.clone(),
+            qos: self.qos,
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+
+    pub fn with_seq(self, seq: u64) -> Message {
+        Message { seq, ..self }
+    }
+}
+
+impl Message {
+    fn from_row(row: crate::store::QueuedRow) -> Message {
+        let stored = row.message;
+        Message {
+            seq: row.seq,
+            interface: stored.interface,
+            major: stored.major,
+            path: stored.path,
+            payload: stored.payload,
+            qos: stored.qos,
+            retention: Retention::Stored,
+            expires_at_ms: stored.expires_at_ms,
+            is_property: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

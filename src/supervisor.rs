@@ -17,20 +17,23 @@ use crate::api::DeviceApi;
 use crate::backoff::Backoff;
 use crate::config::{BusKind, Config};
 use crate::dbus::{self, service::DeviceService};
-use crate::interface::registry::Registry;
+use crate::interface::runtime::{self, LiveRegistry};
 use crate::notify::notify;
 use crate::pairing::PairingClient;
 use crate::properties::PropertyStore;
 use crate::provisioning::{Phase, Provisioner};
 use crate::queue::Queue;
 use crate::state::{AgentState, StateRx, StateTx};
-use crate::transport::session::{self, Endpoint, SessionContext, SessionEnd};
+use crate::store::Store;
+use crate::transport::session::{self, Endpoint, ServerEvents, SessionContext, SessionEnd};
 use crate::transport::topic::Topics;
 use crate::{credentials::FileStore, tls};
 
 /// How long stopping may take before remaining tasks are abandoned.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 const PAIRING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Server data waiting for the D-Bus signal forwarder; beyond it signals are dropped and counted.
+pub const SIGNAL_QUEUE: usize = 1024;
 /// Delay after the broker refuses the client certificate, growing while it keeps refusing.
 const REJECTION_BACKOFF_BASE: Duration = Duration::from_secs(2);
 const REJECTION_BACKOFF_MAX: Duration = Duration::from_secs(600);
@@ -48,7 +51,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Properties(#[from] crate::properties::PropertyStoreError),
+    Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
     #[error(transparent)]
@@ -66,15 +69,37 @@ pub enum StartError {
 /// Runs the agent until `shutdown` resolves or a task fails.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let device_id = config.resolve_device_id()?.to_string();
-    let (registry, problems) = Registry::load_dir(&config.interfaces_dir)?;
-    for problem in &problems {
+    create_store_dir(&config.store_dir)?;
+    let loaded = runtime::load(&config.interfaces_dir, &config.store_dir)?;
+    for problem in &loaded.problems {
         tracing::error!(%problem, "skipping an invalid interface file");
     }
-    tracing::info!(realm = %config.realm, device_id = %device_id, interfaces = registry.len(), "starting");
-    let registry = Arc::new(registry);
-    create_store_dir(&config.store_dir)?;
-    let properties = Arc::new(PropertyStore::load(&config.store_dir, &registry)?);
-    let queue = Arc::new(Queue::new());
+    tracing::info!(realm = %config.realm, device_id = %device_id, interfaces = loaded.registry.len(), "starting");
+    let opened = {
+        let (dir, options) = (config.store_dir.clone(), config.store);
+        tokio::task::spawn_blocking(move || Store::open(&dir, options))
+            .await
+            .map_err(|error| StartError::Task(error.to_string()))??
+    };
+    let store = opened.store;
+    if let Some((first, last)) = opened.backlog {
+        tracing::info!(
+            messages = store
+                .counters()
+                .queued
+                .load(std::sync::atomic::Ordering::Relaxed),
+            first,
+            last,
+            "stored messages wait to be sent"
+        );
+    }
+    let registry = Arc::new(LiveRegistry::new(loaded.registry, loaded.fixed));
+    let properties = Arc::new(PropertyStore::load(
+        store.clone(),
+        opened.properties,
+        &registry.snapshot(),
+    ));
+    let queue = Arc::new(Queue::new(store.sequence(), opened.backlog));
     let (state_tx, state_rx) = watch::channel(AgentState::Starting);
     let topics = Topics::new(&config.realm, &device_id);
 
@@ -82,11 +107,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         registry.clone(),
         properties.clone(),
         queue.clone(),
+        store.clone(),
         topics.clone(),
-        state_rx.clone(),
     ));
     let service = DeviceService::new(
-        api,
+        api.clone(),
         device_id.clone(),
         config.realm.clone(),
         state_rx.clone(),
@@ -110,23 +135,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tls::http_config(roots.clone())?,
         PAIRING_TIMEOUT,
     )?;
-    let store = FileStore::open(&config.store_dir)?;
-    let provisioner = Provisioner::new(pairing, store, config.pairing_token_file.clone());
+    let credentials = FileStore::open(&config.store_dir)?;
+    let provisioner = Provisioner::new(pairing, credentials, config.pairing_token_file.clone());
 
-    let (events_tx, events_rx) = mpsc::channel(256);
+    let (events_tx, events_rx) = mpsc::channel(SIGNAL_QUEUE);
     let context = SessionContext {
         topics,
         registry,
         properties,
         queue: queue.clone(),
+        store: store.clone(),
         state: state_tx.clone(),
-        server_events: events_tx,
+        server_events: ServerEvents::new(events_tx),
     };
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(report_to_systemd(state_rx.clone(), cancel.clone()));
-    let forward = dbus::signals::forward(connection.clone(), events_rx, state_rx, cancel.clone());
+    let forward =
+        dbus::signals::forward(connection.clone(), events_rx, state_rx, api, cancel.clone());
     tasks.spawn(async move {
         forward
             .await
@@ -160,13 +187,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::warn!("some tasks did not stop in time");
         tasks.abort_all();
     }
-    if !queue.is_empty() {
+    let volatile = queue.volatile_len();
+    if volatile > 0 {
         tracing::warn!(
-            messages = queue.len(),
-            "stopping with unsent messages held in memory; they are lost"
+            messages = volatile,
+            "stopping with unsent volatile messages held in memory; they are lost (stored ones stay on disk)"
         );
     }
     drop(connection);
+    // Commits what is pending (acknowledged rows) before the process exits.
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
     outcome
 }
 

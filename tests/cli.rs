@@ -10,7 +10,7 @@ async fn check_config_accepts_a_valid_setup() {
     let env = TestEnv::new().await;
     let output = env.cli(&["check-config"]).await;
     assert!(output.status.success(), "{}", output.stderr);
-    assert!(output.stdout.contains("6 interfaces"), "{}", output.stdout);
+    assert!(output.stdout.contains("7 interfaces"), "{}", output.stdout);
 }
 
 #[tokio::test]
@@ -36,6 +36,38 @@ async fn check_config_reports_each_bad_interface_file_and_fails() {
             .any(|line| line.contains("reserved.json") && line.contains("control")),
         "{lines:?}"
     );
+}
+
+#[tokio::test]
+async fn check_config_reports_every_problem_not_just_the_first() {
+    let env = TestEnv::new().await;
+    std::fs::write(env.path("interfaces/broken.json"), "{").unwrap();
+    env.write_config("device_id_namespace = \"not-a-uuid\"\n[store]\nmax_queue_bytes = 1");
+    let output = env.cli(&["check-config"]).await;
+    assert!(!output.status.success());
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per problem: {lines:?}");
+    for needle in ["device_id_namespace", "max_queue_bytes", "broken.json"] {
+        assert!(
+            lines.iter().any(|line| line.contains(needle)),
+            "{needle}: {lines:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_config_checks_the_interfaces_even_when_the_file_does_not_parse() {
+    let env = TestEnv::new().await;
+    std::fs::write(env.path("interfaces/broken.json"), "{").unwrap();
+    env.write_config("pairing_tokn_file = \"/x\"");
+    let output = env.cli(&["check-config"]).await;
+    assert!(!output.status.success());
+    assert!(
+        output.stderr.contains("pairing_tokn_file"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("broken.json"), "{}", output.stderr);
 }
 
 #[tokio::test]
@@ -67,7 +99,7 @@ async fn daemon_skips_an_invalid_interface_file_and_serves_the_others() {
     let env = TestEnv::new().await;
     std::fs::write(env.path("interfaces/broken.json"), "[]").unwrap();
     let (agent, proxy) = env.start_connected_agent().await;
-    assert_eq!(proxy.interfaces().await.unwrap().len(), 6);
+    assert_eq!(proxy.interfaces().await.unwrap().len(), 7);
     assert!(
         agent.log().contains("broken.json"),
         "the operator learns which file: {}",

@@ -68,12 +68,13 @@ impl Broker {
     pub async fn start(
         dir: &Path,
         persistence: bool,
+        max_packet_size: u32,
         log_messages: bool,
     ) -> Result<Self, BrokerError> {
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            write_config(dir, port, persistence, log_messages)?;
+            write_config(dir, port, persistence, max_packet_size, log_messages)?;
             let mut broker = Self {
                 dir: dir.to_owned(),
                 port,
@@ -209,6 +210,7 @@ fn write_config(
     dir: &Path,
     port: u16,
     persistence: bool,
+    max_packet_size: u32,
     log_messages: bool,
 ) -> Result<(), BrokerError> {
     let path = |name: &str| -> Result<String, BrokerError> {
@@ -250,7 +252,7 @@ keyfile {key}
 require_certificate true
 use_identity_as_username true
 tls_version tlsv1.2
-max_packet_size 65540
+max_packet_size {max_packet_size}
 max_inflight_messages 100
 acl_file {acl}
 {persistence}log_dest file {log}

@@ -50,6 +50,9 @@ pub enum SandboxError {
     },
 }
 
+/// Astarte's cap on a message's remaining length plus the fixed header.
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 65_540;
+
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
     /// Default `test`.
@@ -60,6 +63,10 @@ pub struct SandboxOptions {
     pub certificate_backdate: Duration,
     /// mosquitto keeps sessions and queued messages across [`Sandbox::restart_broker`].
     pub broker_persistence: bool,
+    /// mosquitto disconnects a client that sends a larger packet (Astarte's broker refuses
+    /// more than 65,535 bytes of remaining length: default 65,540). A smaller value makes
+    /// a message the broker refuses, like Astarte's disconnect on invalid data.
+    pub broker_max_packet_size: u32,
     /// mosquitto logs every packet (`log_type all`), which [`Sandbox::device_events`] reads;
     /// default on. Off, it logs only connections and errors (for the benchmark).
     pub broker_log_messages: bool,
@@ -74,6 +81,7 @@ impl Default for SandboxOptions {
             certificate_validity: DEFAULT_VALIDITY,
             certificate_backdate: ca::DEFAULT_BACKDATE,
             broker_persistence: false,
+            broker_max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             broker_log_messages: true,
             dir: None,
         }
@@ -118,7 +126,13 @@ impl Sandbox {
         ] {
             env::write(&dir.join(name), contents)?;
         }
-        let broker = Broker::start(&dir, opts.broker_persistence, opts.broker_log_messages).await?;
+        let broker = Broker::start(
+            &dir,
+            opts.broker_persistence,
+            opts.broker_max_packet_size,
+            opts.broker_log_messages,
+        )
+        .await?;
         let key = Arc::new(RealmKey::generate()?);
         let agent_token = key.sign_agent()?;
         let ca = Arc::new(ca);

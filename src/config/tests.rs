@@ -29,6 +29,10 @@ fn minimal_config_uses_documented_defaults() {
     assert_eq!(config.bus, BusKind::System);
     assert_eq!(config.ca_file, None);
     assert_eq!(
+        config.store.max_queue_bytes,
+        crate::store::DEFAULT_MAX_QUEUE_BYTES
+    );
+    assert_eq!(
         config.device_id,
         DeviceIdSource::MachineId {
             file: DEFAULT_MACHINE_ID_FILE.into(),
@@ -122,4 +126,16 @@ fn invalid_configuration_names_the_key(#[case] text: &str, #[case] needle: &str)
 fn accepted_pairing_urls(#[case] url: &str) {
     let text = format!("realm = \"test\"\npairing_url = \"{url}\"");
     assert!(Config::parse(&text).is_ok(), "{url}");
+}
+
+#[test]
+fn store_queue_bound_is_read_and_checked() {
+    let config = Config::parse(&format!("{MINIMAL}[store]\nmax_queue_bytes = 1048576\n")).unwrap();
+    assert_eq!(config.store.max_queue_bytes, 1_048_576);
+    let error = Config::parse(&format!("{MINIMAL}[store]\nmax_queue_bytes = 10\n")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "store.max_queue_bytes: 10 is too small, at least 65536 bytes"
+    );
+    assert!(Config::parse(&format!("{MINIMAL}[store]\nmax_queue = 1\n")).is_err());
 }

@@ -31,10 +31,14 @@ pub enum AgentError {
     UnexpectedTimestamp(String),
     /// The message would exceed the broker's 65,535-byte limit.
     TooLarge(String),
-    /// The offline queue is full.
+    /// The stored queue is full (`[store] max_queue_bytes`).
     QueueFull(String),
-    /// The agent couldn't store the value (disk full, I/O error).
+    /// The agent couldn't store the value (disk full, read-only, I/O error).
     Storage(String),
+    /// `AddInterface` was given an interface that fails validation.
+    InvalidInterface(String),
+    /// `RemoveInterface` of an interface loaded from `interfaces_dir`.
+    InterfaceNotRemovable(String),
 }
 
 impl From<ApiError> for AgentError {
@@ -53,11 +57,15 @@ impl From<ApiError> for AgentError {
             ApiError::UnexpectedTimestamp { .. } => AgentError::UnexpectedTimestamp(message),
             ApiError::TooLarge { .. } => AgentError::TooLarge(message),
             ApiError::QueueFull(_) => AgentError::QueueFull(message),
-            ApiError::Storage(_) => {
-                tracing::error!(error = %message, "couldn't store a property: check free space and permissions of store_dir");
-                AgentError::Storage("the agent couldn't store the value; see its log".into())
-            }
+            // The store logs each failure episode once, with what the operator must do;
+            // callers get a plain message without internal paths.
+            ApiError::Storage(_) => AgentError::Storage(
+                "the agent couldn't store the data (disk full or read-only?); it was not accepted. See the agent's log"
+                    .into(),
+            ),
             ApiError::Encoding(_) => AgentError::OutOfRange(message),
+            ApiError::InvalidInterface(_) => AgentError::InvalidInterface(message),
+            ApiError::InterfaceNotRemovable(_) => AgentError::InterfaceNotRemovable(message),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `org.astarte_platform.Agent1.Device`: methods convert D-Bus variants and call [`DeviceApi`].
+//! `org.astarte_platform.Agent1.Device`: methods resolve their target once through
+//! [`DeviceApi`], convert the D-Bus variant with the target's type, and hand both back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use zbus::interface;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::api::{DeviceApi, object_key};
+use crate::api::DeviceApi;
 use crate::data::dbus::{from_variant, to_variant};
 use crate::dbus::error::AgentError;
 use crate::state::StateRx;
@@ -34,38 +35,39 @@ impl DeviceService {
         }
     }
 
-    fn send_individual(
+    async fn send_individual(
         &self,
         interface: &str,
         path: &str,
         value: &Value<'_>,
         timestamp_ms: Option<i64>,
     ) -> Result<(), AgentError> {
-        let (_, mapping) = self.api.individual_datastream(interface, path)?;
-        let value = from_variant(value, mapping.mapping_type)?;
-        Ok(self.api.send(interface, path, value, timestamp_ms)?)
+        let target = self.api.individual_datastream(interface, path)?;
+        let value = from_variant(value, target.mapping().mapping_type)?;
+        Ok(self.api.send(&target, value, timestamp_ms).await?)
     }
 
-    fn send_aggregate(
+    async fn send_aggregate(
         &self,
         interface: &str,
         path: &str,
         values: &HashMap<String, OwnedValue>,
         timestamp_ms: Option<i64>,
     ) -> Result<(), AgentError> {
-        let (resolved, mappings) = self.api.object_datastream(interface, path)?;
+        let target = self.api.object_datastream(interface, path)?;
         let mut converted = Vec::with_capacity(values.len());
         let mut keys: Vec<&String> = values.keys().collect();
         keys.sort();
         for key in keys {
-            let mapping = object_key(resolved, path, &mappings, key)?;
+            let mapping = target.key(key)?;
             let value = from_variant(&values[key], mapping.mapping_type)
                 .map_err(|error| prefix_key(key, error.into()))?;
             converted.push((key.clone(), value));
         }
         Ok(self
             .api
-            .send_object(interface, path, converted, timestamp_ms)?)
+            .send_object(&target, converted, timestamp_ms)
+            .await?)
     }
 }
 
@@ -83,7 +85,7 @@ fn prefix_key(key: &str, error: AgentError) -> AgentError {
 impl DeviceService {
     /// Sends a value of an individual device-owned datastream.
     async fn send(&self, interface: &str, path: &str, value: Value<'_>) -> Result<(), AgentError> {
-        self.send_individual(interface, path, &value, None)
+        self.send_individual(interface, path, &value, None).await
     }
 
     /// Sends a value with an explicit timestamp (milliseconds since the Unix epoch).
@@ -95,6 +97,7 @@ impl DeviceService {
         timestamp_ms: i64,
     ) -> Result<(), AgentError> {
         self.send_individual(interface, path, &value, Some(timestamp_ms))
+            .await
     }
 
     /// Sends one object of an object-aggregated device-owned datastream.
@@ -104,7 +107,7 @@ impl DeviceService {
         path: &str,
         values: HashMap<String, OwnedValue>,
     ) -> Result<(), AgentError> {
-        self.send_aggregate(interface, path, &values, None)
+        self.send_aggregate(interface, path, &values, None).await
     }
 
     /// Sends one object with an explicit timestamp (milliseconds since the Unix epoch).
@@ -116,6 +119,7 @@ impl DeviceService {
         timestamp_ms: i64,
     ) -> Result<(), AgentError> {
         self.send_aggregate(interface, path, &values, Some(timestamp_ms))
+            .await
     }
 
     /// Sets a device-owned property; returns once the value is stored on disk.
@@ -125,19 +129,57 @@ impl DeviceService {
         path: &str,
         value: Value<'_>,
     ) -> Result<(), AgentError> {
-        let (_, mapping) = self.api.device_property(interface, path)?;
-        let value = from_variant(&value, mapping.mapping_type)?;
-        Ok(self.api.set_property(interface, path, value).await?)
+        let target = self.api.device_property(interface, path)?;
+        let value = from_variant(&value, target.mapping().mapping_type)?;
+        Ok(self.api.set_property(&target, value).await?)
     }
 
     /// Unsets a device-owned property whose mapping has `allow_unset`.
     async fn unset_property(&self, interface: &str, path: &str) -> Result<(), AgentError> {
-        Ok(self.api.unset_property(interface, path).await?)
+        let target = self.api.device_property(interface, path)?;
+        Ok(self.api.unset_property(&target).await?)
     }
 
     /// Reads a device- or server-owned property.
     async fn get_property(&self, interface: &str, path: &str) -> Result<OwnedValue, AgentError> {
-        Ok(to_variant(&self.api.get_property(interface, path)?))
+        let target = self.api.any_property(interface, path)?;
+        Ok(to_variant(&self.api.get_property(&target)?))
+    }
+
+    /// Every value of a properties interface (device- or server-owned), by path.
+    async fn list_properties(
+        &self,
+        interface: &str,
+    ) -> Result<HashMap<String, OwnedValue>, AgentError> {
+        Ok(self
+            .api
+            .list_properties(interface)?
+            .into_iter()
+            .map(|(path, value)| (path, to_variant(&value)))
+            .collect())
+    }
+
+    /// Loads an interface (its JSON document), validated like a file of `interfaces_dir`,
+    /// and keeps it across restarts.
+    async fn add_interface(
+        &self,
+        json: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), AgentError> {
+        self.api.add_interface(json).await?;
+        self.interfaces_changed(&emitter).await?;
+        Ok(())
+    }
+
+    /// Unloads an interface added with `AddInterface`.
+    async fn remove_interface(
+        &self,
+        name: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), AgentError> {
+        self.api.remove_interface(name).await?;
+        self.interfaces_changed(&emitter).await?;
+        Ok(())
     }
 
     /// Server data: a datastream value, an object (as `a{sv}`) or a property set.
@@ -175,17 +217,19 @@ impl DeviceService {
     }
 
     /// `name:major:minor` of every loaded interface.
-    #[zbus(property(emits_changed_signal = "const"))]
+    #[zbus(property)]
     async fn interfaces(&self) -> Vec<String> {
         self.api
             .registry()
             .iter()
-            .map(|interface| {
-                format!(
-                    "{}:{}:{}",
-                    interface.name, interface.version_major, interface.version_minor
-                )
-            })
+            .map(|interface| interface.introspection_entry())
             .collect()
+    }
+
+    /// Messages waiting to be sent or acknowledged (stored ones on disk, volatile ones in
+    /// memory); changes are signalled at most once a second.
+    #[zbus(property)]
+    async fn queued_messages(&self) -> u64 {
+        self.api.queued_messages()
     }
 }

@@ -1,22 +1,30 @@
-//! Forwards server data and state changes to D-Bus signals.
+//! Forwards server data and state changes to D-Bus signals, and the backlog size
+//! (`QueuedMessages`) at most once a second.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use zbus::Connection;
 use zbus::zvariant::{OwnedValue, Value};
 
+use crate::api::DeviceApi;
 use crate::data::dbus::to_variant;
 use crate::dbus::OBJECT_PATH;
 use crate::dbus::service::DeviceService;
 use crate::state::StateRx;
 use crate::transport::receive::ServerEvent;
 
+/// How often `QueuedMessages` is compared with its last signalled value.
+const QUEUED_MESSAGES_INTERVAL: Duration = Duration::from_secs(1);
+
 pub async fn forward(
     connection: Connection,
     mut events: mpsc::Receiver<ServerEvent>,
     mut state: StateRx,
+    api: Arc<DeviceApi>,
     cancel: CancellationToken,
 ) -> zbus::Result<()> {
     let service = connection
@@ -24,10 +32,20 @@ pub async fn forward(
         .interface::<_, DeviceService>(OBJECT_PATH)
         .await?;
     let emitter = service.signal_emitter();
+    let mut queued = api.queued_messages();
+    let mut tick = tokio::time::interval(QUEUED_MESSAGES_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(()),
+            _ = tick.tick() => {
+                let now = api.queued_messages();
+                if now != queued {
+                    queued = now;
+                    service.get().await.queued_messages_changed(emitter).await?;
+                }
+            }
             changed = state.changed() => {
                 if changed.is_err() {
                     return Ok(());

@@ -6,6 +6,7 @@ pub mod lookup;
 pub mod model;
 pub mod path;
 pub mod registry;
+pub mod runtime;
 pub mod schema;
 #[cfg(test)]
 mod test_support;

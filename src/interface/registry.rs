@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::InterfaceError;
 use super::model::Interface;
@@ -41,7 +42,7 @@ impl fmt::Display for LoadProblem {
 /// Validated interfaces by name, iterated in name order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registry {
-    interfaces: BTreeMap<String, Interface>,
+    interfaces: BTreeMap<String, Arc<Interface>>,
 }
 
 impl Registry {
@@ -81,7 +82,7 @@ impl Registry {
                         origins.insert(interface.name.clone(), file);
                         registry
                             .interfaces
-                            .insert(interface.name.clone(), interface);
+                            .insert(interface.name.clone(), Arc::new(interface));
                     }
                 }
                 Err(error) => problems.push(LoadProblem { file, error }),
@@ -97,18 +98,37 @@ impl Registry {
             registry
                 .interfaces
                 .entry(interface.name.clone())
-                .or_insert(interface);
+                .or_insert_with(|| Arc::new(interface));
         }
         registry
     }
 
     pub fn get(&self, name: &str) -> Option<&Interface> {
-        self.interfaces.get(name)
+        self.interfaces.get(name).map(|interface| &**interface)
+    }
+
+    /// The interface, shared: it stays valid after the registry changes.
+    pub fn get_shared(&self, name: &str) -> Option<Arc<Interface>> {
+        self.interfaces.get(name).cloned()
+    }
+
+    /// A copy with `interface` added, or replacing the one of the same name.
+    pub fn with(&self, interface: Arc<Interface>) -> Registry {
+        let mut interfaces = self.interfaces.clone();
+        interfaces.insert(interface.name.clone(), interface);
+        Registry { interfaces }
+    }
+
+    /// A copy without the interface `name`.
+    pub fn without(&self, name: &str) -> Registry {
+        let mut interfaces = self.interfaces.clone();
+        interfaces.remove(name);
+        Registry { interfaces }
     }
 
     /// All interfaces in name order.
     pub fn iter(&self) -> impl Iterator<Item = &Interface> {
-        self.interfaces.values()
+        self.interfaces.values().map(|interface| &**interface)
     }
 
     pub fn len(&self) -> usize {

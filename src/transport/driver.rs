@@ -3,7 +3,7 @@
 //! logic over a channel, and connection failures are retried here with backoff and jitter.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet, StateError};
@@ -27,17 +27,33 @@ pub enum DriverEvent {
 /// Which connection is up right now: 0 while down, else its generation. The driver updates it
 /// the moment rumqttc reports a change, before the session hears of it, so the session never
 /// hands requests to a connection rumqttc has already cleaned up (they would be sent twice,
-/// and ahead of the next handshake).
+/// and ahead of the next handshake). The session can also ask that the next connection
+/// starts a clean MQTT session.
 #[derive(Debug, Clone, Default)]
-pub struct Link(Arc<AtomicU64>);
+pub struct Link(Arc<LinkState>);
+
+#[derive(Debug, Default)]
+pub struct LinkState {
+    generation: AtomicU64,
+    clean_next: AtomicBool,
+}
 
 impl Link {
     pub fn current(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.0.generation.load(Ordering::Acquire)
     }
 
     fn set(&self, generation: u64) {
-        self.0.store(generation, Ordering::Release);
+        self.0.generation.store(generation, Ordering::Release);
+    }
+
+    /// The next connection asks the broker for a clean session.
+    pub fn request_clean_session(&self) {
+        self.0.clean_next.store(true, Ordering::Release);
+    }
+
+    fn take_clean_request(&self) -> bool {
+        self.0.clean_next.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -130,6 +146,9 @@ pub async fn drive(
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
+                if link.take_clean_request() {
+                    eventloop.mqtt_options.set_clean_session(true);
+                }
                 continue;
             }
         };
@@ -182,10 +201,9 @@ fn find_rustls_error<'a>(
         if let Some(inner) = error
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
+            && let Some(found) = inner.downcast_ref::<rustls::Error>()
         {
-            if let Some(found) = inner.downcast_ref::<rustls::Error>() {
-                return Some(found);
-            }
+            return Some(found);
         }
         current = error.source();
     }

@@ -31,7 +31,12 @@ pub fn steps(topics: &Topics, registry: &Registry, properties: &PropertyStore) -
             .map(|interface| topics.interface_filter(&interface.name)),
     );
 
-    let device_properties = properties.device_owned();
+    // Values of interfaces that are no longer loaded (removed at runtime) stay dormant.
+    let device_properties: Vec<_> = properties
+        .device_owned()
+        .into_iter()
+        .filter(|(key, _)| registry.get(&key.interface).is_some())
+        .collect();
     let purge_entries: Vec<String> = device_properties
         .iter()
         .map(|(key, _)| format!("{}{}", key.interface, key.path))

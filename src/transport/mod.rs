@@ -1,7 +1,9 @@
 //! The Astarte MQTT v1 transport over rumqttc and rustls.
 
 pub mod driver;
+mod feed;
 pub mod handshake;
+mod poison;
 pub mod receive;
 pub mod session;
 pub mod topic;

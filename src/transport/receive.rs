@@ -1,6 +1,7 @@
 //! Server-owned data arriving from Astarte: decoded and validated against the interface, stored
-//! when it is a property, and turned into events for D-Bus. Anything malformed is reported as
-//! an error for the log and dropped; it never disturbs the session.
+//! when it is a property (in memory at once, on disk in the background: the session never
+//! waits on disk), and turned into events for D-Bus. Anything malformed is reported as an
+//! error for the log and dropped; it never disturbs the session.
 
 use std::collections::HashSet;
 
@@ -8,7 +9,7 @@ use crate::api::now_ms;
 use crate::data::{AstarteValue, payload, purge};
 use crate::interface::registry::Registry;
 use crate::interface::{Aggregation, Interface, InterfaceType, Mapping, Ownership};
-use crate::properties::{PropertyStore, PropertyStoreError};
+use crate::properties::PropertyStore;
 use crate::transport::topic::{IncomingTopic, Topics};
 
 /// Something the server told the device, for the D-Bus signals.
@@ -50,16 +51,14 @@ pub enum ReceiveError {
     Payload {
         interface: String,
         path: String,
-        source: payload::PayloadError,
+        source: Box<payload::PayloadError>,
     },
     #[error("bad consumer purge list: {0}")]
     PurgeList(#[from] purge::PurgeError),
-    #[error(transparent)]
-    Store(#[from] PropertyStoreError),
 }
 
 /// Handles one publish from the broker.
-pub async fn handle(
+pub fn handle(
     topics: &Topics,
     registry: &Registry,
     properties: &PropertyStore,
@@ -68,24 +67,22 @@ pub async fn handle(
 ) -> Result<Vec<ServerEvent>, ReceiveError> {
     match topics.parse(topic) {
         Some(IncomingTopic::ConsumerProperties) => {
-            purge_server_properties(registry, properties, bytes).await
+            purge_server_properties(registry, properties, bytes)
         }
         Some(IncomingTopic::Data { interface, path }) => {
-            data(registry, properties, interface, path, bytes)
-                .await
-                .map(|event| vec![event])
+            data(registry, properties, interface, path, bytes).map(|event| vec![event])
         }
         None => Err(ReceiveError::UnexpectedTopic(topic.into())),
     }
 }
 
-async fn purge_server_properties(
+fn purge_server_properties(
     registry: &Registry,
     properties: &PropertyStore,
     bytes: &[u8],
 ) -> Result<Vec<ServerEvent>, ReceiveError> {
     let listed: HashSet<String> = purge::decode_purge_list(bytes)?.into_iter().collect();
-    let removed = properties.retain_server_owned(&listed).await?;
+    let removed = properties.retain_server_owned(&listed);
     tracing::debug!(
         listed = listed.len(),
         removed = removed.len(),
@@ -101,7 +98,7 @@ async fn purge_server_properties(
         .collect())
 }
 
-async fn data(
+fn data(
     registry: &Registry,
     properties: &PropertyStore,
     name: &str,
@@ -117,7 +114,7 @@ async fn data(
     let payload_error = |source| ReceiveError::Payload {
         interface: name.into(),
         path: path.into(),
-        source,
+        source: Box::new(source),
     };
     if interface.aggregation == Aggregation::Object {
         if bytes.is_empty() {
@@ -152,12 +149,10 @@ async fn data(
         .map_err(payload_error)?;
     // Astarte reads an empty payload, and an empty binaryblob, as "no value": an unset.
     let Some(received) = received.filter(|received| !received.value.is_empty_binary()) else {
-        return unset(interface, mapping, properties, path).await;
+        return unset(interface, mapping, properties, path);
     };
     if interface.interface_type == InterfaceType::Properties {
-        properties
-            .set(interface, path, received.value.clone())
-            .await?;
+        properties.set_server(interface, path, received.value.clone());
     }
     Ok(ServerEvent::Value {
         interface: name.into(),
@@ -167,7 +162,7 @@ async fn data(
     })
 }
 
-async fn unset(
+fn unset(
     interface: &Interface,
     mapping: &Mapping,
     properties: &PropertyStore,
@@ -184,7 +179,7 @@ async fn unset(
             path,
         }),
         InterfaceType::Properties => {
-            properties.unset(&name, &path).await?;
+            properties.unset_server(&name, &path);
             Ok(ServerEvent::Unset {
                 interface: name,
                 path,

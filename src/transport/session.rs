@@ -7,26 +7,30 @@
 //! reconnections ask the broker to keep the session, so QoS 1/2 traffic survives outages.
 //! Whenever the broker reports no session, the full handshake runs again.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use rumqttc::{
-    AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
-    TlsConfiguration, Transport,
+    AsyncClient, Event, Incoming, MqttOptions, Outgoing, SubscribeReasonCode, TlsConfiguration,
+    Transport,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::interface::registry::Registry;
+use crate::interface::runtime::LiveRegistry;
 use crate::properties::PropertyStore;
 use crate::queue::Queue;
 use crate::state::{AgentState, StateTx};
+use crate::store::Store;
 use crate::transport::driver::{self, DriverEvent, Link, LostReason};
 use crate::transport::handshake::{self, Step};
+use crate::transport::poison::Suspect;
 use crate::transport::receive::{self, ServerEvent};
 use crate::transport::topic::Topics;
-use crate::transport::tracker::{Tag, Tracker};
+use crate::transport::tracker::Tracker;
 
 /// Requests handed to rumqttc and not yet acknowledged, at most. Below Astarte's in-flight
 /// limit (100) so the broker never has to hold our messages back.
@@ -42,11 +46,54 @@ const MAX_OUTGOING_PACKET: usize = 65_535 + 5;
 /// What a session needs that outlives it.
 pub struct SessionContext {
     pub topics: Topics,
-    pub registry: Arc<Registry>,
+    pub registry: Arc<LiveRegistry>,
     pub properties: Arc<PropertyStore>,
     pub queue: Arc<Queue>,
+    pub store: Store,
     pub state: StateTx,
-    pub server_events: mpsc::Sender<ServerEvent>,
+    /// Towards the D-Bus signals; bounded, never waited on (see [`ServerEvents`]).
+    pub server_events: ServerEvents,
+}
+
+/// Server data for the D-Bus signals. The session never waits for a slow consumer: when the
+/// channel is full, events are dropped and counted (logged once per episode).
+pub struct ServerEvents {
+    pub sender: mpsc::Sender<ServerEvent>,
+    pub dropped: AtomicU64,
+    dropping: AtomicBool,
+}
+
+impl ServerEvents {
+    pub fn new(sender: mpsc::Sender<ServerEvent>) -> ServerEvents {
+        ServerEvents {
+            sender,
+            dropped: AtomicU64::new(0),
+            dropping: AtomicBool::new(false),
+        }
+    }
+
+    fn deliver(&self, event: ServerEvent) {
+        match self.sender.try_send(event) {
+            Ok(()) => {
+                if self.dropping.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        dropped_total = self.dropped.load(Ordering::Relaxed),
+                        "D-Bus signals flow again"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if !self.dropping.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        dropped_total = total,
+                        "D-Bus signals are not being delivered fast enough: dropping server data signals (property values stay readable with GetProperty)"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
 }
 
 /// Where and how to connect.
@@ -113,6 +160,10 @@ pub async fn run(
         ready: false,
         synced: false,
         connected_once: false,
+        registry: context.registry.subscribe(),
+        registry_changed: false,
+        subscribed: BTreeSet::new(),
+        suspect: Suspect::default(),
     };
     context.state.send_replace(AgentState::Connecting);
     let end = session.run(endpoint.renew_at, cancel).await;
@@ -120,22 +171,29 @@ pub async fn run(
     end
 }
 
-struct Session<'a> {
-    context: &'a SessionContext,
-    client: AsyncClient,
+pub(super) struct Session<'a> {
+    pub(super) context: &'a SessionContext,
+    pub(super) client: AsyncClient,
     events: mpsc::Receiver<DriverEvent>,
-    tracker: Tracker,
+    pub(super) tracker: Tracker,
     /// Handshake steps not yet handed to rumqttc.
-    handshake: VecDeque<Step>,
+    pub(super) handshake: VecDeque<Step>,
     /// Which connection is up (shared with the driver), and the one this session set up.
-    link: Link,
-    generation: u64,
+    pub(super) link: Link,
+    pub(super) generation: u64,
     /// Connected and handshake finished: queued data may flow.
-    ready: bool,
+    pub(super) ready: bool,
     /// The broker's session for this device went through a complete handshake.
-    synced: bool,
+    pub(super) synced: bool,
     /// The broker accepted a connection at least once.
     connected_once: bool,
+    /// The interfaces in force; a change publishes the new introspection.
+    registry: watch::Receiver<Arc<Registry>>,
+    pub(super) registry_changed: bool,
+    /// Server-owned interfaces subscribed to in the broker's session.
+    pub(super) subscribed: BTreeSet<String>,
+    /// The message the broker may be refusing (see `poison.rs`).
+    pub(super) suspect: Suspect,
 }
 
 impl Session<'_> {
@@ -156,7 +214,7 @@ impl Session<'_> {
                 }
                 event = self.events.recv() => match event {
                     Some(event) => {
-                        if let Some(end) = self.on_event(event).await {
+                        if let Some(end) = self.on_event(event) {
                             return end;
                         }
                     }
@@ -165,12 +223,19 @@ impl Session<'_> {
                     None => return SessionEnd::Failed,
                 },
                 _ = self.context.queue.changed(), if can_feed => {}
+                changed = self.registry.changed() => {
+                    if changed.is_ok() {
+                        self.registry.borrow_and_update();
+                        self.registry_changed = true;
+                    }
+                }
             }
             self.feed();
+            self.refill();
         }
     }
 
-    async fn on_event(&mut self, event: DriverEvent) -> Option<SessionEnd> {
+    fn on_event(&mut self, event: DriverEvent) -> Option<SessionEnd> {
         match event {
             DriverEvent::Lost(reason) => return self.on_lost(reason),
             DriverEvent::Connected {
@@ -180,10 +245,11 @@ impl Session<'_> {
                 self.generation = generation;
                 self.on_connected(session_present);
             }
-            DriverEvent::Mqtt(Event::Incoming(packet)) => self.on_incoming(packet).await,
+            DriverEvent::Mqtt(Event::Incoming(packet)) => self.on_incoming(packet),
             DriverEvent::Mqtt(Event::Outgoing(outgoing)) => match outgoing {
                 Outgoing::Publish(pkid) => {
-                    self.tracker.on_publish_written(pkid);
+                    let completed = self.tracker.on_publish_written(pkid);
+                    self.on_completed(completed);
                 }
                 Outgoing::Subscribe(pkid) => self.tracker.on_subscribe_written(pkid),
                 Outgoing::AwaitAck(pkid) => self.tracker.on_await_ack(pkid),
@@ -196,7 +262,12 @@ impl Session<'_> {
     fn on_lost(&mut self, reason: LostReason) -> Option<SessionEnd> {
         let was_connected =
             self.ready || !self.handshake.is_empty() || self.tracker.handshake_outstanding() > 0;
+        let was_ready = self.ready;
         self.ready = false;
+        self.context.queue.set_online(false);
+        if was_ready {
+            self.suspect_oldest_unacknowledged();
+        }
         self.tracker.on_link_lost();
         self.handshake.clear();
         self.context.state.send_replace(AgentState::Disconnected);
@@ -230,14 +301,16 @@ impl Session<'_> {
         None
     }
 
-    async fn on_incoming(&mut self, packet: Incoming) {
+    fn on_incoming(&mut self, packet: Incoming) {
         match packet {
             Incoming::PubAck(ack) => {
-                self.tracker.on_puback(ack.pkid);
+                let completed = self.tracker.on_puback(ack.pkid);
+                self.on_completed(completed);
             }
             Incoming::PubRec(ack) => self.tracker.on_pubrec(ack.pkid),
             Incoming::PubComp(ack) => {
-                self.tracker.on_pubcomp(ack.pkid);
+                let completed = self.tracker.on_pubcomp(ack.pkid);
+                self.on_completed(completed);
             }
             Incoming::SubAck(ack) => {
                 if ack
@@ -252,24 +325,22 @@ impl Session<'_> {
                 self.tracker.on_suback(ack.pkid);
             }
             Incoming::Publish(publish) => {
-                let topic = publish.topic.clone();
                 let context = self.context;
                 match receive::handle(
                     &context.topics,
-                    &context.registry,
+                    &context.registry.snapshot(),
                     &context.properties,
-                    &topic,
+                    &publish.topic,
                     &publish.payload,
-                )
-                .await
-                {
+                ) {
                     Ok(events) => {
                         for event in events {
-                            // The D-Bus side only goes away at shutdown.
-                            let _ = context.server_events.send(event).await;
+                            context.server_events.deliver(event);
                         }
                     }
-                    Err(error) => tracing::warn!(%topic, %error, "dropped a message from Astarte"),
+                    Err(error) => {
+                        tracing::warn!(topic = %publish.topic, %error, "dropped a message from Astarte")
+                    }
                 }
             }
             _ => {}
@@ -278,6 +349,7 @@ impl Session<'_> {
 
     fn on_connected(&mut self, session_present: bool) {
         self.connected_once = true;
+        self.context.queue.set_online(true);
         if session_present && self.synced {
             tracing::info!("connected to the broker; session resumed");
             self.ready = true;
@@ -287,6 +359,7 @@ impl Session<'_> {
         if !session_present {
             // Nothing unacknowledged survives a lost session in rumqttc: take it back, in order.
             let unfinished = self.tracker.take_unfinished();
+            let unfinished = self.set_aside_poison(unfinished);
             if !unfinished.is_empty() {
                 tracing::info!(
                     messages = unfinished.len(),
@@ -299,89 +372,16 @@ impl Session<'_> {
         self.synced = false;
         // The handshake resends every property's current value: queued property messages are stale.
         self.context.queue.drop_properties();
-        self.handshake = handshake::steps(
-            &self.context.topics,
-            &self.context.registry,
-            &self.context.properties,
-        );
+        let registry = self.context.registry.snapshot();
+        self.handshake =
+            handshake::steps(&self.context.topics, &registry, &self.context.properties);
+        self.subscribed = registry
+            .server_owned()
+            .map(|interface| interface.name.clone())
+            .collect();
+        self.registry_changed = false;
         tracing::info!("connected to the broker; running the session handshake");
         self.context.state.send_replace(AgentState::Connecting);
-    }
-
-    /// Hands the next handshake steps or queued messages to rumqttc while there is room, and
-    /// only to the connection this session set up.
-    fn feed(&mut self) {
-        if self.generation == 0 || self.link.current() != self.generation {
-            return;
-        }
-        while self.tracker.outstanding() < MAX_OUTSTANDING {
-            if let Some(step) = self.handshake.front() {
-                if *step == Step::Barrier {
-                    if self.tracker.handshake_outstanding() > 0 {
-                        return;
-                    }
-                    self.handshake.pop_front();
-                    if self.handshake.is_empty() {
-                        tracing::info!("session handshake complete");
-                        self.ready = true;
-                        self.synced = true;
-                        self.context.state.send_replace(AgentState::Connected);
-                    }
-                    continue;
-                }
-                let Some(step) = self.handshake.pop_front() else {
-                    return;
-                };
-                if !self.submit_step(step) {
-                    return;
-                }
-                continue;
-            }
-            if !self.ready {
-                return;
-            }
-            let Some(message) = self.context.queue.pop(Instant::now()) else {
-                return;
-            };
-            let topic = self.context.topics.data(&message.interface, &message.path);
-            match self
-                .client
-                .try_publish(topic, qos(message.qos), false, message.payload.clone())
-            {
-                Ok(()) => self.tracker.submitted(Tag::Data(message)),
-                Err(error) => {
-                    tracing::debug!(%error, "rumqttc's request channel is full; retrying later");
-                    self.context.queue.requeue_front(vec![message]);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn submit_step(&mut self, step: Step) -> bool {
-        let result = match &step {
-            Step::Subscribe(filters) => self.client.try_subscribe_many(
-                filters
-                    .iter()
-                    .map(|filter| rumqttc::SubscribeFilter::new(filter.clone(), QoS::ExactlyOnce)),
-            ),
-            Step::Publish { topic, payload } => {
-                self.client
-                    .try_publish(topic.clone(), QoS::ExactlyOnce, false, payload.clone())
-            }
-            Step::Barrier => Ok(()),
-        };
-        match result {
-            Ok(()) => {
-                self.tracker.submitted(Tag::Handshake);
-                true
-            }
-            Err(error) => {
-                tracing::debug!(%error, "rumqttc's request channel is full; retrying later");
-                self.handshake.push_front(step);
-                false
-            }
-        }
     }
 
     /// Flushes what can be flushed within [`FLUSH_TIMEOUT`], disconnects, and requeues the rest.
@@ -392,7 +392,7 @@ impl Session<'_> {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 event = self.events.recv() => match event {
-                    Some(DriverEvent::Mqtt(event)) => { self.on_event(DriverEvent::Mqtt(event)).await; }
+                    Some(DriverEvent::Mqtt(event)) => { self.on_event(DriverEvent::Mqtt(event)); }
                     _ => break,
                 },
             }
@@ -412,13 +412,5 @@ impl Session<'_> {
         self.context
             .queue
             .requeue_front(self.tracker.take_unfinished());
-    }
-}
-
-fn qos(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
     }
 }

@@ -59,13 +59,13 @@ impl Tracker {
         if self.awaiting_ack.contains_key(&pkid) {
             return None; // a retransmission after a resumed session
         }
-        if let Some((parked, _)) = &self.collided {
-            if *parked == pkid {
-                if let Some((pkid, tag)) = self.collided.take() {
-                    self.awaiting_ack.insert(pkid, tag);
-                }
-                return None;
+        if let Some((parked, _)) = &self.collided
+            && *parked == pkid
+        {
+            if let Some((pkid, tag)) = self.collided.take() {
+                self.awaiting_ack.insert(pkid, tag);
             }
+            return None;
         }
         if let Some(tag) = self.submitted.pop_front() {
             self.awaiting_ack.insert(pkid, tag);
@@ -124,6 +124,18 @@ impl Tracker {
             + usize::from(self.collided.is_some())
     }
 
+    /// The oldest data message written to the broker and not acknowledged yet.
+    pub fn oldest_written_data(&self) -> Option<u64> {
+        self.awaiting_ack
+            .values()
+            .chain(self.awaiting_complete.values())
+            .filter_map(|tag| match tag {
+                Tag::Data(message) => Some(message.seq),
+                Tag::Handshake => None,
+            })
+            .min()
+    }
+
     /// Handshake steps not finished yet.
     pub fn handshake_outstanding(&self) -> usize {
         let is_handshake = |tag: &&Tag| matches!(tag, Tag::Handshake);
@@ -179,7 +191,8 @@ mod tests {
             payload: vec![],
             qos,
             retention: Retention::Volatile,
-            expires_at: None,
+            major: 0,
+            expires_at_ms: None,
             is_property: false,
         })
     }

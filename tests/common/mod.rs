@@ -26,12 +26,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEVICE_DATASTREAM: &str = "org.astarte-platform.test.DeviceDatastream";
 pub const DEVICE_OBJECT: &str = "org.astarte-platform.test.DeviceObject";
 pub const DEVICE_PROPERTIES: &str = "org.astarte-platform.test.DeviceProperties";
+pub const DEVICE_BULK: &str = "org.astarte-platform.test.DeviceBulk";
 pub const SERVER_DATASTREAM: &str = "org.astarte-platform.test.ServerDatastream";
 pub const SERVER_PROPERTIES: &str = "org.astarte-platform.test.ServerProperties";
 pub const SERVER_OBJECT: &str = "org.astarte-platform.test.ServerObject";
 
 /// The introspection the test interfaces produce (sorted by name, no trailing `;`).
-pub const INTROSPECTION: &str = "org.astarte-platform.test.DeviceDatastream:0:1;\
+pub const INTROSPECTION: &str = "org.astarte-platform.test.DeviceBulk:0:1;\
+org.astarte-platform.test.DeviceDatastream:0:1;\
 org.astarte-platform.test.DeviceObject:0:1;\
 org.astarte-platform.test.DeviceProperties:1:0;\
 org.astarte-platform.test.ServerDatastream:0:2;\
@@ -205,6 +207,10 @@ pub struct Agent {
 }
 
 impl Agent {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("agent still running")
+    }
+
     /// Sends `signal` and waits for the exit status.
     pub async fn stop_with(&mut self, signal: Signal) -> ExitStatus {
         let pid = self.child.id().expect("agent still running");
@@ -321,4 +327,119 @@ fn rand_u128() -> u128 {
     let mut bytes = [0u8; 16];
     openssl::rand::rand_bytes(&mut bytes).expect("random bytes");
     u128::from_le_bytes(bytes)
+}
+
+/// The integer `v` of an observed datastream message.
+pub fn int_value(message: &Observed) -> i32 {
+    astarte_sandbox::decode_bson(&message.payload)
+        .expect("BSON payload")
+        .get_i32("v")
+        .expect("integer v")
+}
+
+/// Observed integer values on `topic`, in arrival order, until `distinct` different values
+/// have arrived (duplicates from at-least-once delivery are kept).
+pub async fn collect_values(observer: &mut Observer, topic: &str, distinct: usize) -> Vec<i32> {
+    let mut seen = std::collections::HashSet::new();
+    let mut values = Vec::new();
+    while seen.len() < distinct {
+        match observer.wait_for_topic(topic, TIMEOUT).await {
+            Ok(message) => {
+                let value = int_value(&message);
+                seen.insert(value);
+                values.push(value);
+            }
+            Err(error) => {
+                let mut missing: Vec<i32> =
+                    (0..distinct as i32).filter(|v| !seen.contains(v)).collect();
+                missing.truncate(20);
+                panic!(
+                    "only {} of {distinct} values arrived on {topic} (missing of 0..{distinct}: {missing:?}): {error}",
+                    seen.len()
+                )
+            }
+        }
+    }
+    values
+}
+
+/// Each value the first time it appears, in order.
+pub fn first_occurrences(values: &[i32]) -> Vec<i32> {
+    let mut seen = std::collections::HashSet::new();
+    values
+        .iter()
+        .copied()
+        .filter(|value| seen.insert(*value))
+        .collect()
+}
+
+/// Sends `values` one call after the other (each call returns before the next starts).
+pub async fn send_ints(proxy: &DeviceProxy<'_>, path: &str, values: impl IntoIterator<Item = i32>) {
+    for value in values {
+        proxy
+            .send(DEVICE_DATASTREAM, path, &zbus::zvariant::Value::I32(value))
+            .await
+            .unwrap_or_else(|error| panic!("Send {path} {value}: {error}"));
+    }
+}
+
+/// `QueuedMessages`, read from the agent (not the proxy's cache, which follows the signal
+/// sent at most once a second).
+pub async fn queued_messages(env: &TestEnv) -> u64 {
+    let connection = env.bus.connection().await;
+    let properties = zbus::fdo::PropertiesProxy::builder(&connection)
+        .destination(astarte_agent::dbus::BUS_NAME)
+        .unwrap()
+        .path(astarte_agent::dbus::OBJECT_PATH)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let value = properties
+        .get(
+            zbus::names::InterfaceName::from_static_str_unchecked(
+                astarte_agent::dbus::INTERFACE_NAME,
+            ),
+            "QueuedMessages",
+        )
+        .await
+        .unwrap();
+    u64::try_from(value).unwrap()
+}
+
+/// Aborts the agent's TCP connection to the broker (`ss -K`, needs root): a network cut
+/// that leaves the broker and its session for the device untouched.
+pub fn cut_connection(agent: &Agent, broker_port: u16) {
+    let pid = agent.pid();
+    let listing = std::process::Command::new("ss")
+        .args([
+            "-tnpH",
+            "dst",
+            "127.0.0.1",
+            "dport",
+            "=",
+            &format!(":{broker_port}"),
+        ])
+        .output()
+        .expect("ss runs");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    let local_port = text
+        .lines()
+        .find(|line| line.contains(&format!("pid={pid},")))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|local| local.rsplit(':').next())
+        .unwrap_or_else(|| panic!("no connection of the agent (pid {pid}) to the broker:\n{text}"))
+        .to_owned();
+    let killed = std::process::Command::new("ss")
+        .args([
+            "-K",
+            "src",
+            "127.0.0.1",
+            "sport",
+            "=",
+            &format!(":{local_port}"),
+        ])
+        .output()
+        .expect("ss -K runs");
+    assert!(killed.status.success(), "ss -K: {killed:?}");
 }

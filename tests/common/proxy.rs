@@ -34,6 +34,9 @@ pub trait Device {
     fn set_property(&self, interface: &str, path: &str, value: &Value<'_>) -> zbus::Result<()>;
     fn unset_property(&self, interface: &str, path: &str) -> zbus::Result<()>;
     fn get_property(&self, interface: &str, path: &str) -> zbus::Result<OwnedValue>;
+    fn list_properties(&self, interface: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+    fn add_interface(&self, json: &str) -> zbus::Result<()>;
+    fn remove_interface(&self, name: &str) -> zbus::Result<()>;
 
     #[zbus(signal)]
     fn data_received(
@@ -54,4 +57,6 @@ pub trait Device {
     fn state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn interfaces(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn queued_messages(&self) -> zbus::Result<u64>;
 }

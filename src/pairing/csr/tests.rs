@@ -1,5 +1,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
 use openssl::x509::X509Req;
 
 use super::*;

@@ -1,0 +1,107 @@
+//! Interfaces added and removed while the agent runs (`AddInterface`, `RemoveInterface`).
+//!
+//! A change is made durable in this order: the interface file under `store_dir/interfaces/`,
+//! then (for a new major version) the removal of the old major's properties, then the live
+//! registry, which tells the MQTT session to publish the new introspection. A crash in
+//! between leaves a state the next start-up completes (properties of another major are
+//! dropped when the store is loaded).
+
+use std::sync::Arc;
+
+use super::{ApiError, DeviceApi};
+use crate::interface::Interface;
+use crate::interface::runtime;
+use crate::store::StoreError;
+
+/// What `AddInterface` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    New,
+    Replaced,
+    Unchanged,
+}
+
+impl DeviceApi {
+    /// Validates `json` exactly like a file of `interfaces_dir` and loads it: a new interface,
+    /// a newer minor, or another major (whose old properties are dropped).
+    pub async fn add_interface(&self, json: &str) -> Result<Added, ApiError> {
+        let interface = Interface::from_json(json)
+            .map_err(|error| ApiError::InvalidInterface(error.to_string()))?;
+        let _changing = self.interface_changes.lock().await;
+        let current = self.registry.snapshot();
+        let previous = current.get_shared(&interface.name);
+        if let Some(previous) = &previous {
+            if **previous == interface {
+                return Ok(Added::Unchanged);
+            }
+            if previous.version_major == interface.version_major
+                && previous.version_minor >= interface.version_minor
+            {
+                return Err(ApiError::InvalidInterface(format!(
+                    "{} {}.{} is loaded: a change needs a higher minor version (or another major)",
+                    interface.name, previous.version_major, previous.version_minor
+                )));
+            }
+        }
+        let dir = self.store_dir();
+        let written = {
+            let interface = interface.clone();
+            let json = json.to_owned();
+            tokio::task::spawn_blocking(move || runtime::persist(&dir, &interface, &json)).await
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                return Err(ApiError::Storage(StoreError::File {
+                    path: runtime::file_of(&self.store_dir(), &interface.name),
+                    source,
+                }));
+            }
+            Err(_) => return Err(ApiError::Storage(StoreError::Stopped)),
+        }
+        if previous
+            .as_ref()
+            .is_some_and(|previous| previous.version_major != interface.version_major)
+        {
+            self.properties.drop_interface(&interface.name).await?;
+        }
+        tracing::info!(interface = %interface.introspection_entry(), "interface added at runtime");
+        let added = if previous.is_some() {
+            Added::Replaced
+        } else {
+            Added::New
+        };
+        self.registry.replace(current.with(Arc::new(interface)));
+        Ok(added)
+    }
+
+    /// Unloads an interface added at runtime and forgets its file.
+    pub async fn remove_interface(&self, name: &str) -> Result<(), ApiError> {
+        if self.registry.is_fixed(name) {
+            return Err(ApiError::InterfaceNotRemovable(name.into()));
+        }
+        let _changing = self.interface_changes.lock().await;
+        let current = self.registry.snapshot();
+        if current.get(name).is_none() {
+            return Err(ApiError::UnknownInterface(name.into()));
+        }
+        let dir = self.store_dir();
+        let removed = {
+            let name = name.to_owned();
+            tokio::task::spawn_blocking(move || runtime::forget(&dir, &name)).await
+        };
+        match removed {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                return Err(ApiError::Storage(StoreError::File {
+                    path: runtime::file_of(&self.store_dir(), name),
+                    source,
+                }));
+            }
+            Err(_) => return Err(ApiError::Storage(StoreError::Stopped)),
+        }
+        tracing::info!(interface = %name, "interface removed at runtime");
+        self.registry.replace(current.without(name));
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! Opening the database: settings, corruption handling, versioned migrations, and what the
+//! store holds at start-up.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+
+use super::{PropertyRow, StoreError, legacy};
+use crate::interface::Ownership;
+
+pub const DATABASE_FILE: &str = "agent.db";
+
+/// Schema versions, oldest first; `PRAGMA user_version` is the number applied. Never edit
+/// a shipped migration: add a new one (and its test from every older version).
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the stored queue, property values, dead letters.
+    "CREATE TABLE queue (
+        seq INTEGER PRIMARY KEY,
+        interface TEXT NOT NULL,
+        major INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        qos INTEGER NOT NULL,
+        expires_at_ms INTEGER
+    );
+    CREATE TABLE properties (
+        interface TEXT NOT NULL,
+        path TEXT NOT NULL,
+        ownership INTEGER NOT NULL,
+        major INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (interface, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_letters (
+        seq INTEGER PRIMARY KEY,
+        interface TEXT NOT NULL,
+        major INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        qos INTEGER NOT NULL,
+        failed_at_ms INTEGER NOT NULL
+    );",
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Small pages: a commit of a few small rows writes less of the flash.
+const PAGE_SIZE: u32 = 1024;
+
+/// SQLite's page cache, in KiB (negative values of `cache_size` are KiB).
+const CACHE_KIB: i64 = -256;
+
+/// What the database holds when it is opened.
+pub(super) struct Contents {
+    pub queued: u64,
+    pub queued_bytes: u64,
+    pub next_seq: u64,
+    pub backlog: Option<(u64, u64)>,
+    pub properties: Vec<PropertyRow>,
+}
+
+/// Opens the database in `dir`, moving a corrupt one aside and starting afresh.
+pub(super) fn open(dir: &Path) -> Result<(Connection, Contents), StoreError> {
+    let path = dir.join(DATABASE_FILE);
+    let connection = match open_checked(&path) {
+        Ok(connection) => connection,
+        Err(error) if is_corruption(&error) => {
+            let moved = move_aside(&path)?;
+            tracing::error!(
+                path = %path.display(),
+                moved_to = %moved.display(),
+                error = %crate::error_chain::error_chain(&error),
+                "the store database is corrupt: moved it aside and started an empty one (queued messages and properties in it are not used; keep the file for analysis)"
+            );
+            open_checked(&path).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?
+        }
+        Err(source) => return Err(StoreError::Open { path, source }),
+    };
+    let open_error = |source| StoreError::Open {
+        path: path.clone(),
+        source,
+    };
+    legacy::import(dir, &connection)?;
+    let contents = read_contents(&connection).map_err(open_error)?;
+    Ok((connection, contents))
+}
+
+/// Opens, configures, checks and migrates; any error here is reported by its SQLite code.
+fn open_checked(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    set_private_mode(path);
+    connection.pragma_update(None, "page_size", PAGE_SIZE)?;
+    let mode: String =
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "the store could not switch to WAL journaling");
+    }
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    // A small page cache: the store is written far more than it is read.
+    connection.pragma_update(None, "cache_size", CACHE_KIB)?;
+    let check: String = connection.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
+    if check != "ok" {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(check),
+        ));
+    }
+    migrate(&connection)?;
+    Ok(connection)
+}
+
+/// Applies the migrations the database lacks, each in its own transaction.
+pub(super) fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the store has schema version {version}, newer than this agent's {SCHEMA_VERSION} (a downgrade?)"
+            )),
+        ));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = index as i64 + 1;
+        connection.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {next}; COMMIT;"
+        ))?;
+        tracing::info!(version = next, "store schema migrated");
+    }
+    Ok(())
+}
+
+fn read_contents(connection: &Connection) -> Result<Contents, rusqlite::Error> {
+    let (queued, queued_bytes, first, last): (i64, i64, Option<i64>, Option<i64>) = connection
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(seq), MAX(seq) FROM queue",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?;
+    let last_dead: Option<i64> = connection
+        .query_row("SELECT MAX(seq) FROM dead_letters", [], |row| row.get(0))
+        .optional()?
+        .flatten();
+    let next_seq = last.max(last_dead).unwrap_or(0) + 1;
+    let mut statement = connection
+        .prepare("SELECT interface, path, ownership, major, payload FROM properties ORDER BY interface, path")?;
+    let properties = statement
+        .query_map([], |row| {
+            Ok(PropertyRow {
+                interface: row.get(0)?,
+                path: row.get(1)?,
+                ownership: ownership_from_code(row.get(2)?),
+                major: row.get(3)?,
+                payload: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Contents {
+        queued: queued as u64,
+        queued_bytes: queued_bytes as u64,
+        next_seq: next_seq as u64,
+        backlog: first
+            .zip(last)
+            .map(|(first, last)| (first as u64, last as u64)),
+        properties,
+    })
+}
+
+pub(super) fn ownership_code(ownership: Ownership) -> i64 {
+    match ownership {
+        Ownership::Device => 0,
+        Ownership::Server => 1,
+    }
+}
+
+pub(super) fn ownership_from_code(code: i64) -> Ownership {
+    if code == 0 {
+        Ownership::Device
+    } else {
+        Ownership::Server
+    }
+}
+
+fn is_corruption(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// Renames the database and its WAL to `<name>.corrupt-<unix seconds>`; never deletes them.
+fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    let target = with_suffix(path, &format!(".corrupt-{stamp}"));
+    for (from, to) in [
+        (with_suffix(path, "-wal"), with_suffix(&target, "-wal")),
+        (path.to_owned(), target.clone()),
+    ] {
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::MoveAside { path: from, source }),
+        }
+    }
+    // The shared-memory index is rebuilt from the WAL; a stale one must not be reused.
+    let _ = std::fs::remove_file(with_suffix(path, "-shm"));
+    Ok(target)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The database holds queued data and property values: readable by the agent only.
+fn set_private_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), %error, "couldn't make the store private (mode 0600)");
+    }
+}

@@ -1,0 +1,475 @@
+//! The system-bus policy `dbus/org.astarte_platform.Agent1.conf`, enforced by a real
+//! `dbus-daemon` configured like Debian's system bus (default deny for method calls and name
+//! ownership, EXTERNAL authentication) that `<include>`s the policy file.
+//!
+//! Policy is about who may send what to whom, not about what the service answers, so the name
+//! is owned by a stand-in running as the service user: `dbus-test-tool echo` (package
+//! `dbus-tests`) answers every method call with an empty reply. A call the policy lets through
+//! therefore succeeds; a call it refuses fails with `org.freedesktop.DBus.Error.AccessDenied`
+//! from the bus itself. Callers are real users (`runuser -u USER`): callers that must succeed
+//! use `busctl` with the methods' real signatures; refusals are read with `dbus-send`, which
+//! prints the error name (busctl only prints "Access denied").
+//!
+//! Needs root (it creates the users and groups below, and switches to them); as another user
+//! every test passes after saying it was skipped.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+use zbus::fdo::DBusProxy;
+
+const NAME: &str = "org.astarte_platform.Agent1";
+const OBJECT: &str = "/org/astarte_platform/Agent1";
+const DEVICE: &str = "org.astarte_platform.Agent1.Device";
+const COMMANDS: &str = "org.astarte_platform.Agent1.Commands";
+const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+
+/// The service user and the callers' group the policy names, and two callers.
+const SERVICE_USER: &str = "astarte-agent";
+const GROUP: &str = "astarte";
+const MEMBER: &str = "astarte-policy-member";
+const OUTSIDER: &str = "astarte-policy-outsider";
+const ROOT: &str = "root";
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Data methods with arguments of their real signatures, as busctl takes them
+/// (ListProperties and the Commands interface may not exist in the service yet: the policy
+/// already covers them).
+#[rustfmt::skip]
+const DATA_METHODS: &[(&str, &str, &str)] = &[
+    (DEVICE, "Send", "ssv org.example.Telemetry /room1/temperature d 21.5"),
+    (DEVICE, "SendAt", "ssvx org.example.Telemetry /room1/temperature d 21.5 1700000000000"),
+    (DEVICE, "SendObject", "ssa{sv} org.example.Environment /room1 1 temperature d 25.3"),
+    (DEVICE, "SendObjectAt", "ssa{sv}x org.example.Environment /room1 1 temperature d 25.3 1700000000000"),
+    (DEVICE, "SetProperty", "ssv org.example.Config /name s pump-7"),
+    (DEVICE, "UnsetProperty", "ss org.example.Config /name"),
+    (DEVICE, "GetProperty", "ss org.example.Config /name"),
+    (DEVICE, "ListProperties", "s org.example.Config"),
+    (COMMANDS, "Reboot", ""),
+];
+
+/// Root-only methods, on either interface that may carry them.
+const ROOT_ONLY: &[(&str, &str)] = &[
+    (DEVICE, "Register"),
+    (DEVICE, "AddInterface"),
+    (DEVICE, "RemoveInterface"),
+    (COMMANDS, "Register"),
+    (COMMANDS, "AddInterface"),
+    (COMMANDS, "RemoveInterface"),
+];
+
+#[tokio::test]
+async fn outsider_is_denied_every_data_method() {
+    let Some(bus) = SystemLikeBus::start().await else {
+        return;
+    };
+    for (interface, member, _) in DATA_METHODS {
+        assert_eq!(
+            bus.refusal(OUTSIDER, interface, member).await.as_deref(),
+            Some(ACCESS_DENIED),
+            "{interface}.{member} by an outsider"
+        );
+    }
+}
+
+#[tokio::test]
+async fn outsider_may_introspect_read_properties_and_ping() {
+    let Some(bus) = SystemLikeBus::start().await else {
+        return;
+    };
+    let calls = [
+        ("org.freedesktop.DBus.Introspectable", "Introspect", ""),
+        (
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            "ss org.astarte_platform.Agent1.Device State",
+        ),
+        (
+            "org.freedesktop.DBus.Properties",
+            "GetAll",
+            "s org.astarte_platform.Agent1.Device",
+        ),
+        ("org.freedesktop.DBus.Peer", "Ping", ""),
+    ];
+    for (interface, member, args) in calls {
+        bus.call(OUTSIDER, interface, member, args).await;
+    }
+}
+
+#[tokio::test]
+async fn callers_may_not_write_properties() {
+    let Some(bus) = SystemLikeBus::start().await else {
+        return;
+    };
+    for user in [OUTSIDER, MEMBER] {
+        assert_eq!(
+            bus.refusal(user, "org.freedesktop.DBus.Properties", "Set")
+                .await
+                .as_deref(),
+            Some(ACCESS_DENIED),
+            "Properties.Set by {user}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn group_member_may_call_every_data_method() {
+    let Some(bus) = SystemLikeBus::start().await else {
+        return;
+    };
+    for (interface, member, args) in DATA_METHODS {
+        bus.call(MEMBER, interface, member, args).await;
+    }
+}
+
+#[tokio::test]
+async fn group_member_is_denied_the_root_only_methods() {
+    let Some(bus) = SystemLikeBus::start().await else {
+        return;
+    };
+    for (interface, member) in ROOT_ONLY {
+        assert_eq!(
+            bus.refusal(MEMBER, interface, member).await.as_deref(),
+            Some(ACCESS_DENIED),
+            "{interface}.{member} by a member of {GROUP}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn root_may_call_data_and_root_only_methods() {
+    let Some(bus) = SystemLikeBus::start().await else {
+        return;
+    };
+    for (interface, member, args) in DATA_METHODS {
+        bus.call(ROOT, interface, member, args).await;
+    }
+    for (interface, member) in ROOT_ONLY {
+        assert_eq!(
+            bus.refusal(ROOT, interface, member).await,
+            None,
+            "{interface}.{member} by root"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_service_user_may_own_the_name() {
+    // The bus of every other test proves that astarte-agent may own it.
+    let Some(bus) = SystemLikeBus::start().await else {
+        return;
+    };
+    for user in [OUTSIDER, MEMBER, ROOT] {
+        assert_eq!(
+            bus.request_name(user).await.as_deref(),
+            Some(ACCESS_DENIED),
+            "RequestName by {user}"
+        );
+    }
+}
+
+/// A private `dbus-daemon` with the system bus's default-deny policy and the project's policy
+/// included, and the stand-in service owning the name as `astarte-agent`.
+struct SystemLikeBus {
+    // Field order is drop order: the service first, then the bus, then its directory.
+    _service: Child,
+    _daemon: Child,
+    address: String,
+    _dir: TempDir,
+}
+
+impl SystemLikeBus {
+    /// `None` (after saying so) when not running as root.
+    async fn start() -> Option<SystemLikeBus> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "skipped: the D-Bus policy test needs root (it creates users and runs callers as them)"
+            );
+            return None;
+        }
+        create_users();
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Callers run as other users: they need to reach the socket.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod the bus directory");
+        let socket = dir.path().join("system_bus_socket");
+        let policy =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("dbus/org.astarte_platform.Agent1.conf");
+        let config = dir.path().join("system.conf");
+        std::fs::write(&config, bus_config(&socket, &policy)).expect("write the bus config");
+
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dbus-daemon starts (scripts/install-deps)");
+        let (daemon, address) = read_address(daemon).await;
+
+        let connection = zbus::connection::Builder::address(address.as_str())
+            .expect("address parses")
+            .build()
+            .await
+            .expect("root connects to the bus");
+        let dbus = DBusProxy::new(&connection).await.expect("bus proxy");
+        let mut owner_changes = dbus
+            .receive_name_owner_changed_with_args(&[(0, NAME)])
+            .await
+            .expect("subscribe to NameOwnerChanged");
+
+        let mut service = Command::new("runuser")
+            .args([
+                "-u",
+                SERVICE_USER,
+                "--",
+                "dbus-test-tool",
+                "echo",
+                "--system",
+            ])
+            .arg(format!("--name={NAME}"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dbus-test-tool starts (apt-get install dbus-tests)");
+        let owned = async {
+            while let Some(change) = owner_changes.next().await {
+                if change.args().is_ok_and(|args| args.new_owner().is_some()) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = owned => {}
+            status = service.wait() => panic!("the stand-in service as {SERVICE_USER} exited: {status:?}"),
+            () = tokio::time::sleep(TIMEOUT) => panic!("{SERVICE_USER} never owned {NAME}"),
+        }
+
+        Some(SystemLikeBus {
+            _service: service,
+            _daemon: daemon,
+            address,
+            _dir: dir,
+        })
+    }
+
+    /// `busctl call` as `user` (`args`: signature and values, separated by spaces); panics
+    /// with busctl's message unless the call succeeds.
+    async fn call(&self, user: &str, interface: &str, member: &str, args: &str) {
+        let address = format!("--address={}", self.address);
+        let output = run_as(
+            user,
+            "busctl",
+            &[&address, "call", NAME, OBJECT, interface, member],
+        )
+        .args(args.split_whitespace())
+        .output()
+        .await
+        .expect("busctl runs (apt-get install systemd)");
+        assert!(
+            output.status.success(),
+            "{interface}.{member} by {user} failed: {}",
+            stderr(&output)
+        );
+    }
+
+    /// The error name the bus answers to `interface.member` (no arguments: policy does not
+    /// look at them) sent by `user` with `dbus-send`, or `None` when the call went through.
+    async fn refusal(&self, user: &str, interface: &str, member: &str) -> Option<String> {
+        let method = format!("{interface}.{member}");
+        self.dbus_send(user, &[&format!("--dest={NAME}"), OBJECT, &method])
+            .await
+    }
+
+    /// The error name of `RequestName(NAME)` sent by `user`, or `None` when it was granted.
+    async fn request_name(&self, user: &str) -> Option<String> {
+        let name = format!("string:{NAME}");
+        let request = [
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.RequestName",
+            &name,
+            "uint32:0",
+        ];
+        self.dbus_send(user, &request).await
+    }
+
+    async fn dbus_send(&self, user: &str, args: &[&str]) -> Option<String> {
+        let bus = format!("--bus={}", self.address);
+        let output = run_as(user, "dbus-send", &[&bus, "--print-reply"])
+            .args(args)
+            .output()
+            .await
+            .expect("dbus-send runs (apt-get install dbus-bin)");
+        error_name(&output)
+    }
+}
+
+fn run_as(user: &str, program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("runuser");
+    command
+        .args(["-u", user, "--", program])
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+fn error_name(output: &Output) -> Option<String> {
+    if output.status.success() {
+        return None;
+    }
+    // dbus-send prints "Error org.freedesktop.DBus.Error.X: message" on stderr.
+    let text = stderr(output);
+    let name = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Error "))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("dbus-send failed without a D-Bus error: {text}"));
+    Some(name.to_owned())
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn read_address(mut daemon: Child) -> (Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = daemon.stdout.take().expect("stdout piped");
+    let mut line = String::new();
+    let mut stdout = tokio::io::BufReader::new(stdout);
+    let read = stdout.read_line(&mut line);
+    match tokio::time::timeout(TIMEOUT, read).await {
+        Ok(Ok(n)) if n > 0 => (daemon, line.trim().to_owned()),
+        _ => {
+            let output = daemon.wait_with_output().await.expect("dbus-daemon output");
+            panic!(
+                "dbus-daemon did not start (a malformed policy makes <include> fail): {}",
+                stderr(&output)
+            );
+        }
+    }
+}
+
+/// Debian's /usr/share/dbus-1/system.conf, less what needs the real system (the service
+/// helper, `<user>`, syslog, fork), listening on `socket`, with the policy included.
+fn bus_config(socket: &Path, policy: &Path) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"
+          send_member="UpdateActivationEnvironment"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+  </policy>
+  <include>{policy}</include>
+</busconfig>
+"#,
+        socket = socket.display(),
+        policy = policy.display(),
+    )
+}
+
+/// The service user, the callers' group, a member of it and an outsider; created once per test
+/// run, kept afterwards (creating them again is a no-op).
+fn create_users() {
+    static CREATED: OnceLock<()> = OnceLock::new();
+    CREATED.get_or_init(|| {
+        if !exists("group", GROUP) {
+            run("groupadd", &["--system", GROUP]);
+        }
+        if !exists("passwd", SERVICE_USER) {
+            run(
+                "useradd",
+                &[
+                    "--system",
+                    "--no-create-home",
+                    "--user-group",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SERVICE_USER,
+                ],
+            );
+        }
+        if !exists("passwd", MEMBER) {
+            run(
+                "useradd",
+                &[
+                    "--system",
+                    "--no-create-home",
+                    "--user-group",
+                    "--groups",
+                    GROUP,
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    MEMBER,
+                ],
+            );
+        }
+        if !exists("passwd", OUTSIDER) {
+            run(
+                "useradd",
+                &[
+                    "--system",
+                    "--no-create-home",
+                    "--user-group",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    OUTSIDER,
+                ],
+            );
+        }
+    });
+}
+
+fn exists(database: &str, name: &str) -> bool {
+    std::process::Command::new("getent")
+        .args([database, name])
+        .stdout(Stdio::null())
+        .status()
+        .expect("getent runs")
+        .success()
+}
+
+fn run(program: &str, args: &[&str]) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("{program} runs: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        stderr(&output)
+    );
+}
