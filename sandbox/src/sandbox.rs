@@ -67,6 +67,9 @@ pub struct SandboxOptions {
     /// more than 65,535 bytes of remaining length: default 65,540). A smaller value makes
     /// a message the broker refuses, like Astarte's disconnect on invalid data.
     pub broker_max_packet_size: u32,
+    /// mosquitto logs every packet (`log_type all`), which [`Sandbox::device_events`] reads;
+    /// default on. Off, it logs only connections and errors (for the benchmark).
+    pub broker_log_messages: bool,
     /// Where to put the files; `None` for a temporary folder removed on drop.
     pub dir: Option<PathBuf>,
 }
@@ -79,6 +82,7 @@ impl Default for SandboxOptions {
             certificate_backdate: ca::DEFAULT_BACKDATE,
             broker_persistence: false,
             broker_max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            broker_log_messages: true,
             dir: None,
         }
     }
@@ -122,8 +126,13 @@ impl Sandbox {
         ] {
             env::write(&dir.join(name), contents)?;
         }
-        let broker =
-            Broker::start(&dir, opts.broker_persistence, opts.broker_max_packet_size).await?;
+        let broker = Broker::start(
+            &dir,
+            opts.broker_persistence,
+            opts.broker_max_packet_size,
+            opts.broker_log_messages,
+        )
+        .await?;
         let key = Arc::new(RealmKey::generate()?);
         let agent_token = key.sign_agent()?;
         let ca = Arc::new(ca);
