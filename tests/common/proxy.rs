@@ -1,3 +1,3 @@
 //! The client apps use, from the library.
 
-pub use astarte_agent::dbus::client::DeviceProxy;
+pub use astarte_agent::dbus::client::{DataReceivedStream, DeviceProxy};
