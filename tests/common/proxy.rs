@@ -1,3 +1,4 @@
 //! The client apps use, from the library.
 
+#[allow(unused_imports)] // each test binary uses a different part
 pub use astarte_agent::dbus::client::{DataReceivedStream, DeviceProxy};
