@@ -22,6 +22,13 @@ const MAX_BATCH: usize = 1024;
 const ACK_BATCH: usize = 256;
 /// Longest wait before collected acknowledgements are written on their own.
 const ACK_DELAY: Duration = Duration::from_millis(500);
+/// After a request that must be durable arrives, more requests are awaited while they keep
+/// coming at most this far apart, so concurrent callers share one commit and one fsync...
+const GATHER_GAP: Duration = Duration::from_micros(300);
+/// ...for at most this long in all.
+const GATHER_MAX: Duration = Duration::from_millis(2);
+/// How often the size of the database files is read again.
+const SIZE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(super) struct Shared {
     pub next_seq: Arc<AtomicU64>,
@@ -43,6 +50,7 @@ pub(super) fn spawn(
         acks_since: None,
         failing: false,
         synchronous_full: true,
+        sized_at: Instant::now(),
     };
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -59,6 +67,8 @@ struct Writer {
     /// The last transaction failed: an episode is under way (logged once).
     failing: bool,
     synchronous_full: bool,
+    /// When the size of the database files was last read.
+    sized_at: Instant,
 }
 
 /// What one request produced inside the transaction.
@@ -96,21 +106,32 @@ impl Writer {
             };
             let mut work = Vec::new();
             let mut stop = false;
+            let mut durable = false;
+            let started = Instant::now();
             let mut next = first;
             loop {
                 match next {
                     Some(Request::Ack(seq)) => self.acks.push(seq),
                     Some(Request::Stop) => stop = true,
-                    Some(other) => work.push(other),
+                    Some(other) => {
+                        durable |= is_durable(&other);
+                        work.push(other);
+                    }
                     None => {}
                 }
                 if work.len() >= MAX_BATCH || stop {
                     break;
                 }
-                match self.receiver.try_recv() {
-                    Ok(request) => next = Some(request),
+                next = match self.receiver.try_recv() {
+                    Ok(request) => Some(request),
+                    Err(_) if durable && started.elapsed() < GATHER_MAX => {
+                        match self.receiver.recv_timeout(GATHER_GAP) {
+                            Ok(request) => Some(request),
+                            Err(_) => break,
+                        }
+                    }
                     Err(_) => break,
-                }
+                };
             }
             let acks_due = stop
                 || self.acks.len() >= ACK_BATCH
@@ -118,7 +139,7 @@ impl Writer {
                     .acks_since
                     .is_some_and(|since| since.elapsed() >= ACK_DELAY);
             if !work.is_empty() || (acks_due && !self.acks.is_empty()) {
-                self.commit(work);
+                self.commit(work, acks_due);
             }
             if !self.acks.is_empty() && self.acks_since.is_none() {
                 self.acks_since = Some(Instant::now());
@@ -128,17 +149,23 @@ impl Writer {
             }
         }
         if !self.acks.is_empty() {
-            self.commit(Vec::new());
+            self.commit(Vec::new(), true);
         }
         tracing::debug!("store writer stopped");
     }
 
-    /// Applies `work` and the collected acknowledgements in one transaction, then answers.
-    fn commit(&mut self, work: Vec<Request>) {
+    /// Applies `work` (and the collected acknowledgements when `with_acks`: removing rows
+    /// touches other pages than appending them, so they are written in batches) in one
+    /// transaction, then answers.
+    fn commit(&mut self, work: Vec<Request>, with_acks: bool) {
         let durable = work.iter().any(is_durable);
         self.set_synchronous(durable);
-        let acks = std::mem::take(&mut self.acks);
-        self.acks_since = None;
+        let acks = if with_acks {
+            self.acks_since = None;
+            std::mem::take(&mut self.acks)
+        } else {
+            Vec::new()
+        };
         let mut delta = Delta::default();
         let result = self.transaction(&work, &acks, &mut delta);
         match result {
@@ -150,9 +177,12 @@ impl Writer {
                 let counters = &self.shared.counters;
                 add(&counters.queued, delta.queued);
                 add(&counters.queued_bytes, delta.bytes);
-                counters
-                    .file_bytes
-                    .store(super::file_bytes(&self.shared.dir), Ordering::Relaxed);
+                if self.sized_at.elapsed() >= SIZE_INTERVAL {
+                    self.sized_at = Instant::now();
+                    counters
+                        .file_bytes
+                        .store(super::file_bytes(&self.shared.dir), Ordering::Relaxed);
+                }
                 for (request, outcome) in work.into_iter().zip(outcomes) {
                     answer(request, Ok(outcome));
                 }
@@ -167,8 +197,10 @@ impl Writer {
                     );
                 }
                 // Acknowledged rows are removed with a later transaction.
-                self.acks = acks;
-                self.acks_since = Some(Instant::now());
+                if !acks.is_empty() {
+                    self.acks.extend(acks);
+                    self.acks_since = Some(Instant::now());
+                }
                 for request in work {
                     answer(request, Err(duplicate(&error)));
                 }
