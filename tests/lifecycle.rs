@@ -344,3 +344,32 @@ async fn wiped_credentials_of_a_confirmed_device_are_reported_not_fatal() {
     assert!(proxy.device_id().await.is_ok(), "still serving D-Bus");
     assert!(agent.stop().await.success());
 }
+
+#[tokio::test]
+async fn a_debug_log_never_shows_the_secret_the_token_or_the_private_key() {
+    let env = TestEnv::new().await;
+    let (mut agent, proxy) = env.start_connected_agent().await;
+    proxy
+        .set_property(DEVICE_PROPERTIES, "/name", &Value::from("pump-7"))
+        .await
+        .unwrap();
+    assert!(agent.stop().await.success());
+    let log = agent.log();
+    assert!(log.contains("DEBUG"), "the agent ran at debug level");
+    let secret = std::fs::read_to_string(env.path("store/credentials/secret")).unwrap();
+    let token = std::fs::read_to_string(env.path("pairing-token")).unwrap();
+    let key = std::fs::read_to_string(env.path("store/credentials/client.key")).unwrap();
+    // The base64 body of the key, line by line: no part of it may appear either.
+    let key_lines: Vec<&str> = key
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() > 16)
+        .collect();
+    assert!(!key_lines.is_empty());
+    for (what, needle) in [("secret", secret.trim()), ("token", token.trim())]
+        .into_iter()
+        .chain(key_lines.iter().map(|line| ("private key", *line)))
+    {
+        assert!(!needle.is_empty());
+        assert!(!log.contains(needle), "the {what} appears in the log");
+    }
+}
