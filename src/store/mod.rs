@@ -175,7 +175,7 @@ pub(crate) enum Request {
         interface: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    Ack(u64),
+    Ack(Vec<u64>),
     DeadLetter(u64),
     Load {
         from: u64,
@@ -303,9 +303,11 @@ impl Store {
         });
     }
 
-    /// The broker acknowledged a stored message: remove it (batched, without waiting).
-    pub fn ack(&self, seq: u64) {
-        self.send_later(Request::Ack(seq));
+    /// The broker acknowledged these stored messages: remove them (batched, without waiting).
+    pub fn ack(&self, seqs: Vec<u64>) {
+        if !seqs.is_empty() {
+            self.send_later(Request::Ack(seqs));
+        }
     }
 
     /// Moves a message the broker keeps refusing to the dead-letter table (without waiting).

@@ -47,7 +47,7 @@ async fn stored_messages_survive_a_restart_in_order_until_acknowledged() {
     );
     assert_eq!(rows[1].message, message(2));
 
-    opened.store.ack(first);
+    opened.store.ack(vec![first]);
     let opened = reopen(opened);
     assert_eq!(opened.backlog, Some((second, second)));
     assert!(
@@ -93,7 +93,7 @@ async fn a_full_queue_refuses_new_messages_and_keeps_the_old_ones() {
         Err(StoreError::QueueFull { bytes: 20, max: 25 })
     ));
     assert_eq!(all(&opened.store).await.len(), 2);
-    opened.store.ack(all(&opened.store).await[0].seq);
+    opened.store.ack(vec![all(&opened.store).await[0].seq]);
     let opened = reopen(opened);
     assert!(
         opened.store.append(message(4)).await.is_ok(),

@@ -111,7 +111,7 @@ impl Writer {
             let mut next = first;
             loop {
                 match next {
-                    Some(Request::Ack(seq)) => self.acks.push(seq),
+                    Some(Request::Ack(seqs)) => self.acks.extend(seqs),
                     Some(Request::Stop) => stop = true,
                     Some(other) => {
                         durable |= is_durable(&other);

@@ -69,11 +69,12 @@ impl Session<'_> {
                 }
             }
         }
-        for message in expired {
-            if message.is_stored() {
-                self.context.store.ack(message.seq);
-            }
-        }
+        self.delivered.extend(
+            expired
+                .iter()
+                .filter(|message| message.is_stored())
+                .map(|message| message.seq),
+        );
     }
 
     /// Data of an interface that was removed, or replaced by another major version, would
@@ -158,12 +159,17 @@ impl Session<'_> {
         });
     }
 
+    /// Tells the store, in one request, which stored rows are done with.
+    pub(super) fn flush_delivered(&mut self) {
+        self.context.store.ack(std::mem::take(&mut self.delivered));
+    }
+
     /// A request is finished from the broker's point of view.
     pub(super) fn on_completed(&mut self, completed: Option<Completed>) {
         if let Some(Completed::Data(message)) = completed {
             self.suspect.cleared(message.seq);
             if message.is_stored() {
-                self.context.store.ack(message.seq);
+                self.delivered.push(message.seq);
             }
         }
     }

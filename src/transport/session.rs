@@ -164,6 +164,7 @@ pub async fn run(
         registry_changed: false,
         subscribed: BTreeSet::new(),
         suspect: Suspect::default(),
+        delivered: Vec::new(),
     };
     context.state.send_replace(AgentState::Connecting);
     let end = session.run(endpoint.renew_at, cancel).await;
@@ -194,6 +195,8 @@ pub(super) struct Session<'a> {
     pub(super) subscribed: BTreeSet<String>,
     /// The message the broker may be refusing (see `poison.rs`).
     pub(super) suspect: Suspect,
+    /// Stored rows acknowledged (or expired) since the store was last told.
+    pub(super) delivered: Vec<u64>,
 }
 
 impl Session<'_> {
@@ -232,6 +235,7 @@ impl Session<'_> {
             }
             self.feed();
             self.refill();
+            self.flush_delivered();
         }
     }
 
@@ -409,6 +413,7 @@ impl Session<'_> {
         self.events.close();
         stop_driver.cancel();
         let _ = driver.await;
+        self.flush_delivered();
         self.context
             .queue
             .requeue_front(self.tracker.take_unfinished());
