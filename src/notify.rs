@@ -1,4 +1,5 @@
-//! systemd's notification protocol (`READY=1`, `STATUS=`, `STOPPING=1`) over `$NOTIFY_SOCKET`.
+//! systemd's notification protocol (`READY=1`, `STATUS=`, `STOPPING=1`, `WATCHDOG=1`) over
+//! `$NOTIFY_SOCKET`.
 //! A few lines of std instead of a dependency; a no-op when not started by systemd.
 
 use std::os::linux::net::SocketAddrExt;
@@ -22,4 +23,16 @@ pub fn notify(message: &str) {
     if let Err(error) = result {
         tracing::warn!(%error, "couldn't notify systemd");
     }
+}
+
+/// How often to send `WATCHDOG=1`: half the `WatchdogSec=` systemd passes in `$WATCHDOG_USEC`
+/// (when `$WATCHDOG_PID`, if set, is this process); `None` when no watchdog is asked for.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+        && pid.to_str().and_then(|pid| pid.parse::<u32>().ok()) != Some(std::process::id())
+    {
+        return None;
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| std::time::Duration::from_micros(usec / 2))
 }

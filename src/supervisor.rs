@@ -154,6 +154,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(report_to_systemd(state_rx.clone(), cancel.clone()));
+    if let Some(interval) = crate::notify::watchdog_interval() {
+        tasks.spawn(feed_watchdog(interval, cancel.clone()));
+    }
     let forward =
         dbus::signals::forward(connection.clone(), events_rx, state_rx, api, cancel.clone());
     tasks.spawn(async move {
@@ -285,6 +288,18 @@ async fn connection_loop(
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
+        }
+    }
+}
+
+/// Tells systemd the runtime is alive; a stuck runtime stops the pings and systemd restarts
+/// the service (`WatchdogSec=` in the unit).
+async fn feed_watchdog(interval: Duration, cancel: CancellationToken) -> Result<(), String> {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tick.tick() => notify("WATCHDOG=1"),
         }
     }
 }

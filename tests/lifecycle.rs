@@ -373,3 +373,45 @@ async fn a_debug_log_never_shows_the_secret_the_token_or_the_private_key() {
         assert!(!log.contains(needle), "the {what} appears in the log");
     }
 }
+
+#[tokio::test]
+async fn under_systemd_the_agent_reports_ready_and_feeds_the_watchdog() {
+    let env = TestEnv::new().await;
+    let socket_path = env.path("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let log = std::fs::File::create(env.path("agent-notify.log")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .env("DBUS_SESSION_BUS_ADDRESS", env.bus.address())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let received = async {
+        let mut buffer = [0u8; 512];
+        while seen
+            .iter()
+            .filter(|line: &&String| *line == "WATCHDOG=1")
+            .count()
+            < 2
+            || !seen.iter().any(|line| line == "READY=1")
+        {
+            let length = socket.recv(&mut buffer).await.unwrap();
+            seen.push(String::from_utf8_lossy(&buffer[..length]).into_owned());
+        }
+    };
+    let result = tokio::time::timeout(TIMEOUT, received).await;
+    let _ = child.start_kill();
+    assert!(result.is_ok(), "notifications: {seen:?}");
+    assert!(
+        seen.iter().any(|line| line.starts_with("STATUS=")),
+        "{seen:?}"
+    );
+}
