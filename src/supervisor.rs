@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::api::DeviceApi;
 use crate::backoff::Backoff;
@@ -69,6 +70,16 @@ pub enum StartError {
 /// Runs the agent until `shutdown` resolves or a task fails.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let device_id = config.resolve_device_id()?.to_string();
+    // Every log line of the agent carries the device and realm (journal fields DEVICE_ID, REALM).
+    let span = tracing::info_span!("agent", device_id = %device_id, realm = %config.realm);
+    serve(config, device_id, shutdown).instrument(span).await
+}
+
+async fn serve(
+    config: Config,
+    device_id: String,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     create_store_dir(&config.store_dir)?;
     let loaded = runtime::load(&config.interfaces_dir, &config.store_dir)?;
     for problem in &loaded.problems {
@@ -153,25 +164,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(report_to_systemd(state_rx.clone(), cancel.clone()));
+    tasks.spawn(report_to_systemd(state_rx.clone(), cancel.clone()).in_current_span());
     if let Some(interval) = crate::notify::watchdog_interval() {
         tasks.spawn(feed_watchdog(interval, cancel.clone()));
     }
     let forward =
         dbus::signals::forward(connection.clone(), events_rx, state_rx, api, cancel.clone());
-    tasks.spawn(async move {
-        forward
-            .await
-            .map_err(|error| format!("D-Bus signals: {error}"))
-    });
-    tasks.spawn(connection_loop(
-        provisioner,
-        context,
-        roots,
-        state_tx,
-        health,
-        cancel.clone(),
-    ));
+    tasks.spawn(
+        async move {
+            forward
+                .await
+                .map_err(|error| format!("D-Bus signals: {error}"))
+        }
+        .in_current_span(),
+    );
+    tasks.spawn(
+        connection_loop(
+            provisioner,
+            context,
+            roots,
+            state_tx,
+            health,
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
     notify("READY=1");
 
     let outcome = tokio::select! {
@@ -307,6 +324,7 @@ async fn feed_watchdog(interval: Duration, cancel: CancellationToken) -> Result<
 async fn report_to_systemd(mut state: StateRx, cancel: CancellationToken) -> Result<(), String> {
     loop {
         let current = *state.borrow_and_update();
+        tracing::info!(state = %current, "agent state");
         notify(&format!("STATUS={current}"));
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),

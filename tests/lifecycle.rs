@@ -415,3 +415,85 @@ async fn under_systemd_the_agent_reports_ready_and_feeds_the_watchdog() {
         "{seen:?}"
     );
 }
+
+/// Fields of one native journal entry (`NAME\n<u64 LE length><value>\n` or `NAME=value\n`).
+fn journal_fields(mut entry: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut fields = std::collections::HashMap::new();
+    while !entry.is_empty() {
+        let Some(end) = entry.iter().position(|&b| b == b'\n' || b == b'=') else {
+            break;
+        };
+        let name = String::from_utf8_lossy(&entry[..end]).into_owned();
+        if entry[end] == b'=' {
+            let rest = &entry[end + 1..];
+            let stop = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            fields.insert(name, String::from_utf8_lossy(&rest[..stop]).into_owned());
+            entry = &rest[(stop + 1).min(rest.len())..];
+        } else {
+            let rest = &entry[end + 1..];
+            let length = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            fields.insert(
+                name,
+                String::from_utf8_lossy(&rest[8..8 + length]).into_owned(),
+            );
+            entry = &rest[(8 + length + 1).min(rest.len())..];
+        }
+    }
+    fields
+}
+
+#[tokio::test]
+async fn under_journald_log_lines_carry_device_realm_and_state_fields() {
+    let socket_path = std::path::Path::new("/run/systemd/journal/socket");
+    if !nix::unistd::geteuid().is_root() || socket_path.exists() {
+        eprintln!(
+            "skipped: needs root and no journald on this machine (it binds journald's socket)"
+        );
+        return;
+    }
+    std::fs::create_dir_all("/run/systemd/journal").unwrap();
+    let journal = tokio::net::UnixDatagram::bind(socket_path).unwrap();
+    struct Remove(&'static str);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove("/run/systemd/journal/socket");
+    let env = TestEnv::new().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .env("DBUS_SESSION_BUS_ADDRESS", env.bus.address())
+        .env("JOURNAL_STREAM", "8:12345")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove(astarte_agent::logging::LOG_ENV)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut entries = Vec::new();
+    let collect = async {
+        let mut buffer = vec![0u8; 65536];
+        loop {
+            let length = journal.recv(&mut buffer).await.unwrap();
+            let fields = journal_fields(&buffer[..length]);
+            let done = fields.get("STATE").map(String::as_str) == Some("connected");
+            entries.push(fields);
+            if done {
+                return;
+            }
+        }
+    };
+    let result = tokio::time::timeout(TIMEOUT, collect).await;
+    let _ = child.start_kill();
+    assert!(result.is_ok(), "never logged STATE=connected: {entries:?}");
+    let connected = entries.last().unwrap();
+    assert_eq!(connected.get("DEVICE_ID"), Some(&env.device_id));
+    assert_eq!(connected.get("REALM").map(String::as_str), Some("test"));
+    assert_eq!(
+        connected.get("SYSLOG_IDENTIFIER").map(String::as_str),
+        Some("astarte-agent")
+    );
+    assert!(connected.contains_key("MESSAGE"));
+}

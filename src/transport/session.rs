@@ -142,12 +142,12 @@ pub async fn run(
     let (events_tx, events) = mpsc::channel(64);
     let stop_driver = CancellationToken::new();
     let link = Link::default();
-    let driver = tokio::spawn(driver::drive(
+    let driver = tokio::spawn(tracing::Instrument::in_current_span(driver::drive(
         eventloop,
         events_tx,
         link.clone(),
         stop_driver.clone(),
-    ));
+    )));
 
     let mut session = Session {
         context,
