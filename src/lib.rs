@@ -19,6 +19,7 @@ pub mod pairing;
 pub mod properties;
 pub mod provisioning;
 pub mod queue;
+pub mod reload;
 pub mod signals;
 pub mod state;
 pub mod status;

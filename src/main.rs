@@ -34,11 +34,18 @@ fn run_daemon(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = {
+    let (shutdown, reloads) = {
         let _context = runtime.enter();
-        astarte_agent::signals::install()
+        (
+            astarte_agent::signals::install(),
+            astarte_agent::signals::install_reload(),
+        )
     };
-    match runtime.block_on(supervisor::run(config, shutdown)) {
+    let reload = supervisor::Reload {
+        config_path: cli.config.clone(),
+        signals: reloads,
+    };
+    match runtime.block_on(supervisor::run(config, reload, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{}", astarte_agent::error_chain::error_chain(&error));

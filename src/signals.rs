@@ -1,4 +1,4 @@
-//! Shutdown on SIGTERM (systemd) or SIGINT (Ctrl-C).
+//! Shutdown on SIGTERM (systemd) or SIGINT (Ctrl-C); reload on SIGHUP.
 
 use std::future::Future;
 
@@ -23,6 +23,18 @@ pub fn install() -> impl Future<Output = ()> {
         tokio::select! {
             _ = term.recv() => tracing::info!("received SIGTERM"),
             _ = int.recv() => tracing::info!("received SIGINT"),
+        }
+    }
+}
+
+/// The SIGHUP stream (reload), installed now so that a SIGHUP during start-up does not kill
+/// the agent (its default action); `None` if it cannot be installed.
+pub fn install_reload() -> Option<tokio::signal::unix::Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(hangup) => Some(hangup),
+        Err(error) => {
+            tracing::warn!(%error, "couldn't install the SIGHUP handler: reload by restarting the agent");
+            None
         }
     }
 }

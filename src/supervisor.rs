@@ -68,18 +68,32 @@ pub enum StartError {
 }
 
 /// Runs the agent until `shutdown` resolves or a task fails.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// What SIGHUP needs: where the configuration is read from, and the signal stream.
+pub struct Reload {
+    pub config_path: std::path::PathBuf,
+    pub signals: Option<tokio::signal::unix::Signal>,
+}
+
+pub async fn run(
+    config: Config,
+    reload: Reload,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let device_id = config.resolve_device_id()?.to_string();
     // Every log line of the agent carries the device and realm (journal fields DEVICE_ID, REALM).
     let span = tracing::info_span!("agent", device_id = %device_id, realm = %config.realm);
-    serve(config, device_id, shutdown).instrument(span).await
+    serve(config, device_id, reload, shutdown)
+        .instrument(span)
+        .await
 }
 
 async fn serve(
     config: Config,
     device_id: String,
+    mut reload: Reload,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let mut running = config.clone();
     create_store_dir(&config.store_dir)?;
     let loaded = runtime::load(&config.interfaces_dir, &config.store_dir)?;
     for problem in &loaded.problems {
@@ -154,8 +168,8 @@ async fn serve(
     let (events_tx, events_rx) = mpsc::channel(SIGNAL_QUEUE);
     let context = SessionContext {
         topics,
-        registry,
-        properties,
+        registry: registry.clone(),
+        properties: properties.clone(),
         queue: queue.clone(),
         store: store.clone(),
         state: state_tx.clone(),
@@ -168,8 +182,14 @@ async fn serve(
     if let Some(interval) = crate::notify::watchdog_interval() {
         tasks.spawn(feed_watchdog(interval, cancel.clone()));
     }
-    let forward =
-        dbus::signals::forward(connection.clone(), events_rx, state_rx, api, cancel.clone());
+    let forward = dbus::signals::forward(
+        connection.clone(),
+        events_rx,
+        state_rx,
+        registry.subscribe(),
+        api,
+        cancel.clone(),
+    );
     tasks.spawn(
         async move {
             forward
@@ -191,13 +211,24 @@ async fn serve(
     );
     notify("READY=1");
 
-    let outcome = tokio::select! {
-        _ = shutdown => { tracing::info!("stopping"); Ok(()) }
-        Some(joined) = tasks.join_next() => match joined {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(StartError::Task(error)),
-            Err(error) => Err(StartError::Task(error.to_string())),
-        },
+    tokio::pin!(shutdown);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut shutdown => { tracing::info!("stopping"); break Ok(()) }
+            Some(()) = next_hangup(&mut reload.signals) => {
+                notify("RELOADING=1");
+                tracing::info!(path = %reload.config_path.display(), "SIGHUP: reloading the configuration and interfaces_dir");
+                if let Err(error) = crate::reload::reload(&reload.config_path, &mut running, &registry, &properties).await {
+                    tracing::error!(error = %crate::error_chain::error_chain(&error), "reload failed: keeping the running configuration and interfaces");
+                }
+                notify("READY=1");
+            }
+            Some(joined) = tasks.join_next() => break match joined {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(StartError::Task(error)),
+                Err(error) => Err(StartError::Task(error.to_string())),
+            },
+        }
     };
     notify("STOPPING=1");
     cancel.cancel();
@@ -306,6 +337,14 @@ async fn connection_loop(
                 }
             }
         }
+    }
+}
+
+/// The next SIGHUP; never, without a handler.
+async fn next_hangup(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signals {
+        Some(signals) => signals.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -242,3 +242,47 @@ async fn setting_a_property_to_its_value_sends_nothing_and_list_properties_shows
         "org.astarte_platform.Agent1.Error.WrongInterfaceType"
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads_interfaces_dir_and_a_broken_configuration_changes_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let env = TestEnv::new().await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    let mut observer = env.observer().await;
+    let hangup = || kill(Pid::from_raw(agent.pid() as i32), Signal::SIGHUP).unwrap();
+
+    std::fs::write(
+        env.path(&format!("interfaces/{RUNTIME}.json")),
+        runtime_interface(0, 1, "device"),
+    )
+    .unwrap();
+    hangup();
+    let introspection = observed(&mut observer, &env.base_topic()).await;
+    assert!(
+        String::from_utf8(introspection.payload)
+            .unwrap()
+            .split(';')
+            .any(|entry| entry == format!("{RUNTIME}:0:1")),
+        "the new interface is announced"
+    );
+    proxy
+        .set_property(RUNTIME, "/a/level", &Value::I32(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_name(proxy.remove_interface(RUNTIME).await),
+        "org.astarte_platform.Agent1.Error.InterfaceNotRemovable",
+        "it comes from interfaces_dir now"
+    );
+
+    std::fs::write(env.config_path(), "realm = [broken").unwrap();
+    hangup();
+    agent.wait_for_log("reload failed").await;
+    assert_eq!(proxy.state().await.unwrap(), "connected");
+    assert_eq!(
+        proxy.get_property(RUNTIME, "/a/level").await.unwrap(),
+        OwnedValue::from(5i32),
+        "the running interfaces stay"
+    );
+}

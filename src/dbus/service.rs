@@ -165,25 +165,14 @@ impl DeviceService {
 
     /// Loads an interface (its JSON document), validated like a file of `interfaces_dir`,
     /// and keeps it across restarts.
-    async fn add_interface(
-        &self,
-        json: &str,
-        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), AgentError> {
+    async fn add_interface(&self, json: &str) -> Result<(), AgentError> {
         self.api.add_interface(json).await?;
-        self.interfaces_changed(&emitter).await?;
         Ok(())
     }
 
     /// Unloads an interface added with `AddInterface`.
-    async fn remove_interface(
-        &self,
-        name: &str,
-        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), AgentError> {
-        self.api.remove_interface(name).await?;
-        self.interfaces_changed(&emitter).await?;
-        Ok(())
+    async fn remove_interface(&self, name: &str) -> Result<(), AgentError> {
+        Ok(self.api.remove_interface(name).await?)
     }
 
     /// Server data: a datastream value, an object (as `a{sv}`) or a property set.

@@ -24,6 +24,7 @@ pub async fn forward(
     connection: Connection,
     mut events: mpsc::Receiver<ServerEvent>,
     mut state: StateRx,
+    mut registry: tokio::sync::watch::Receiver<Arc<crate::interface::Registry>>,
     api: Arc<DeviceApi>,
     cancel: CancellationToken,
 ) -> zbus::Result<()> {
@@ -39,6 +40,13 @@ pub async fn forward(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(()),
+            changed = registry.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                registry.borrow_and_update();
+                service.get().await.interfaces_changed(emitter).await?;
+            }
             _ = tick.tick() => {
                 let now = api.queued_messages();
                 if now != queued {

@@ -75,15 +75,24 @@ pub fn forget(store_dir: &Path, name: &str) -> std::io::Result<()> {
 /// runs. Readers take a snapshot; the MQTT session is told of every change.
 pub struct LiveRegistry {
     current: tokio::sync::watch::Sender<Arc<Registry>>,
-    fixed: BTreeSet<String>,
+    fixed: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl LiveRegistry {
     pub fn new(registry: Registry, fixed: BTreeSet<String>) -> LiveRegistry {
         LiveRegistry {
             current: tokio::sync::watch::Sender::new(Arc::new(registry)),
-            fixed,
+            fixed: std::sync::Mutex::new(fixed),
         }
+    }
+
+    /// Takes what a reload of `interfaces_dir` found.
+    pub fn reload(&self, loaded: Loaded) {
+        *self
+            .fixed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = loaded.fixed;
+        self.replace(loaded.registry);
     }
 
     pub fn snapshot(&self) -> Arc<Registry> {
@@ -100,6 +109,9 @@ impl LiveRegistry {
 
     /// Whether the interface comes from `interfaces_dir`.
     pub fn is_fixed(&self, name: &str) -> bool {
-        self.fixed.contains(name)
+        self.fixed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(name)
     }
 }
