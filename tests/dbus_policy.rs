@@ -321,7 +321,8 @@ fn start_agent(dir: &Path, address: &str) -> Child {
         let entry = entry.expect("fixture");
         std::fs::copy(entry.path(), interfaces.join(entry.file_name())).expect("copy a fixture");
     }
-    std::fs::write(dir.join("machine-id"), "0123456789abcdef0123456789abcdef\n").expect("machine-id");
+    std::fs::write(dir.join("machine-id"), "0123456789abcdef0123456789abcdef\n")
+        .expect("machine-id");
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
