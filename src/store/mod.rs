@@ -15,6 +15,7 @@
 //! is sent again or a server property is re-sent by Astarte.
 
 mod legacy;
+mod ops;
 mod schema;
 mod writer;
 

@@ -1,0 +1,201 @@
+//! What each request does inside the writer's transaction: the SQL of the store.
+
+use std::sync::atomic::Ordering;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::schema::ownership_code;
+use super::writer::Shared;
+use super::{Loaded, QueuedRow, Request, StoreError, StoredMessage};
+
+/// What one request produced inside the transaction.
+pub(super) enum Outcome {
+    Done,
+    Appended(u64),
+    Loaded(Loaded),
+    /// Refused without touching the database (the transaction goes on).
+    Refused(StoreError),
+}
+
+/// Changes to the shared counters, applied once the transaction committed.
+#[derive(Default)]
+pub(super) struct Delta {
+    pub(super) queued: i64,
+    pub(super) bytes: i64,
+}
+
+/// Applies one request inside the transaction.
+pub(super) fn apply(
+    transaction: &Transaction<'_>,
+    shared: &Shared,
+    request: &Request,
+    delta: &mut Delta,
+) -> Result<Outcome, rusqlite::Error> {
+    match request {
+        Request::Append { message, .. } => {
+            let queued_bytes = shared.counters.queued_bytes.load(Ordering::Relaxed) as i64;
+            let bytes = (queued_bytes + delta.bytes).max(0) as u64;
+            let size = message.payload.len() as u64;
+            if bytes + size > shared.max_queue_bytes {
+                return Ok(Outcome::Refused(StoreError::QueueFull {
+                    bytes,
+                    max: shared.max_queue_bytes,
+                }));
+            }
+            let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
+            insert_queued(transaction, seq, message)?;
+            delta.queued += 1;
+            delta.bytes += size as i64;
+            Ok(Outcome::Appended(seq))
+        }
+        Request::PutProperty { row, .. } => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO properties (interface, path, ownership, major, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    row.interface,
+                    row.path,
+                    ownership_code(row.ownership),
+                    row.major,
+                    row.payload
+                ])?;
+            Ok(Outcome::Done)
+        }
+        Request::DeleteProperty {
+            interface, path, ..
+        } => {
+            transaction
+                .prepare_cached("DELETE FROM properties WHERE interface = ?1 AND path = ?2")?
+                .execute(params![interface, path])?;
+            Ok(Outcome::Done)
+        }
+        Request::DropInterface { interface, .. } => {
+            transaction
+                .prepare_cached("DELETE FROM properties WHERE interface = ?1")?
+                .execute(params![interface])?;
+            Ok(Outcome::Done)
+        }
+        Request::DeadLetter(seq) => {
+            let moved = transaction
+                .prepare_cached(
+                    "INSERT INTO dead_letters (seq, interface, major, path, payload, qos, failed_at_ms)
+                     SELECT seq, interface, major, path, payload, qos, ?2 FROM queue WHERE seq = ?1",
+                )?
+                .execute(params![*seq as i64, crate::api::now_ms()])?;
+            if moved > 0 {
+                remove_queued(transaction, *seq, delta)?;
+            }
+            Ok(Outcome::Done)
+        }
+        Request::Load {
+            from,
+            limit,
+            now_ms,
+            ..
+        } => load(transaction, shared, *from, *limit, *now_ms, delta).map(Outcome::Loaded),
+        Request::Ack(_) | Request::Stop => Ok(Outcome::Done),
+    }
+}
+
+fn insert_queued(
+    transaction: &Transaction<'_>,
+    seq: u64,
+    message: &StoredMessage,
+) -> Result<(), rusqlite::Error> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO queue (seq, interface, major, path, payload, qos, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            seq as i64,
+            message.interface,
+            message.major,
+            message.path,
+            message.payload,
+            message.qos,
+            message.expires_at_ms
+        ])?;
+    Ok(())
+}
+
+pub(super) fn remove_queued(
+    transaction: &Transaction<'_>,
+    seq: u64,
+    delta: &mut Delta,
+) -> Result<(), rusqlite::Error> {
+    let removed: Option<i64> = transaction
+        .prepare_cached("DELETE FROM queue WHERE seq = ?1 RETURNING LENGTH(payload)")?
+        .query_row(params![seq as i64], |row| row.get(0))
+        .optional()?;
+    if let Some(bytes) = removed {
+        delta.queued -= 1;
+        delta.bytes -= bytes;
+    }
+    Ok(())
+}
+
+/// Up to `limit` rows from `from` on, in order; expired rows are removed instead.
+fn load(
+    transaction: &Transaction<'_>,
+    shared: &Shared,
+    from: u64,
+    limit: usize,
+    now_ms: i64,
+    delta: &mut Delta,
+) -> Result<Loaded, rusqlite::Error> {
+    let mut rows = Vec::new();
+    let mut fetched = 0;
+    let mut last = None;
+    let mut expired = Vec::new();
+    {
+        let mut select = transaction.prepare_cached(
+            "SELECT seq, interface, major, path, payload, qos, expires_at_ms FROM queue WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut cursor = select.query(params![from as i64, limit as i64])?;
+        while let Some(row) = cursor.next()? {
+            fetched += 1;
+            let queued = QueuedRow {
+                seq: row.get::<_, i64>(0)? as u64,
+                message: StoredMessage {
+                    interface: row.get(1)?,
+                    major: row.get(2)?,
+                    path: row.get(3)?,
+                    payload: row.get(4)?,
+                    qos: row.get(5)?,
+                    expires_at_ms: row.get(6)?,
+                },
+            };
+            last = Some(queued.seq);
+            if queued
+                .message
+                .expires_at_ms
+                .is_some_and(|deadline| deadline <= now_ms)
+            {
+                expired.push(queued.seq);
+            } else {
+                rows.push(queued);
+            }
+        }
+    }
+    if !expired.is_empty() {
+        tracing::info!(
+            messages = expired.len(),
+            "stored messages expired before they could be sent"
+        );
+    }
+    for seq in expired {
+        remove_queued(transaction, seq, delta)?;
+    }
+    let more = fetched == limit;
+    let seen_upto = match last {
+        Some(last) if more => last,
+        // Every row below the next sequence number was inserted by this thread already.
+        _ => shared.next_seq.load(Ordering::Relaxed).saturating_sub(1),
+    };
+    Ok(Loaded {
+        rows,
+        seen_upto,
+        more,
+    })
+}
