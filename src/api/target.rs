@@ -104,6 +104,8 @@ pub(super) fn object(interface: Arc<Interface>, path: &str) -> Result<ObjectTarg
     })
 }
 
+/// The position of `mapping`, which was just found in `interface.mappings`: the indexing in
+/// [`Target::mapping`] and [`ObjectTarget::key`] relies on it (the interface is immutable).
 fn index_of(interface: &Interface, mapping: &Mapping) -> usize {
     interface
         .mappings

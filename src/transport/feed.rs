@@ -8,6 +8,7 @@ use super::handshake::Step;
 use super::session::{MAX_OUTSTANDING, Session};
 use super::tracker::{Completed, Tag};
 use crate::api::now_ms;
+use crate::interface::Registry;
 use crate::queue::{Message, REFILL_ROWS};
 use crate::state::AgentState;
 
@@ -23,6 +24,8 @@ impl Session<'_> {
             self.announce_interfaces();
         }
         let mut expired = Vec::new();
+        // One look at the interfaces per call, not one per message.
+        let registry = self.context.registry.snapshot();
         while self.tracker.outstanding() < MAX_OUTSTANDING {
             if let Some(step) = self.handshake.front() {
                 if *step == Step::Barrier {
@@ -52,7 +55,7 @@ impl Session<'_> {
             let Some(message) = self.context.queue.pop(now_ms(), &mut expired) else {
                 break;
             };
-            if !self.still_declared(&message) {
+            if !still_declared(&registry, &message) {
                 expired.push(message);
                 continue;
             }
@@ -75,20 +78,6 @@ impl Session<'_> {
                 .filter(|message| message.is_stored())
                 .map(|message| message.seq),
         );
-    }
-
-    /// Data of an interface that was removed, or replaced by another major version, would
-    /// make Astarte close the connection: it is dropped instead.
-    fn still_declared(&self, message: &Message) -> bool {
-        let registry = self.context.registry.snapshot();
-        let declared = registry
-            .get(&message.interface)
-            .is_some_and(|interface| interface.version_major == message.major);
-        if !declared {
-            tracing::warn!(interface = %message.interface, major = message.major, path = %message.path,
-                "dropping a queued message: its interface version is no longer declared");
-        }
-        declared
     }
 
     pub(super) fn submit_step(&mut self, step: Step) -> bool {
@@ -173,6 +162,19 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// Data of an interface that was removed, or replaced by another major version, would make
+/// Astarte close the connection: it is dropped instead.
+fn still_declared(registry: &Registry, message: &Message) -> bool {
+    let declared = registry
+        .get(&message.interface)
+        .is_some_and(|interface| interface.version_major == message.major);
+    if !declared {
+        tracing::warn!(interface = %message.interface, major = message.major, path = %message.path,
+            "dropping a queued message: its interface version is no longer declared");
+    }
+    declared
 }
 
 fn qos(level: u8) -> QoS {
