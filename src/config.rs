@@ -8,7 +8,9 @@ use serde::Deserialize;
 use url::{Host, Url};
 use uuid::Uuid;
 
+use crate::credentials::{BackendKind, DEFAULT_TCTI};
 use crate::device_id::{self, DeviceId, DeviceIdError};
+use crate::provisioning::RecoveryOptions;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/astarte-agent/config.toml";
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/astarte-agent";
@@ -32,6 +34,32 @@ struct ConfigFile {
     dbus: DbusSection,
     #[serde(default)]
     store: StoreSection,
+    #[serde(default)]
+    credentials: CredentialsSection,
+    #[serde(default)]
+    recovery: RecoverySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsSection {
+    #[serde(default)]
+    backend: BackendName,
+    tcti: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BackendName {
+    #[default]
+    File,
+    Tpm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverySection {
+    unregister_if_registered: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +106,10 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub bus: BusKind,
     pub store: crate::store::StoreOptions,
+    /// `[credentials]`: where the secret and the device key are kept.
+    pub credentials: BackendKind,
+    /// `[recovery]`: how lost credentials are recovered.
+    pub recovery: RecoveryOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +143,12 @@ pub enum ConfigError {
     EmptyMachineId { path: PathBuf },
     #[error("store.max_queue_bytes: {0} is too small, at least {MIN_MAX_QUEUE_BYTES} bytes")]
     MaxQueueBytes(u64),
+    #[error(
+        "credentials.backend: \"tpm\" needs an astarte-agent built with the `tpm` feature (this one is not); use \"file\" or install a TPM-enabled build"
+    )]
+    TpmNotBuilt,
+    #[error("credentials.tcti: {0}")]
+    Tcti(String),
 }
 
 impl Config {
@@ -208,8 +246,19 @@ fn validate(file: ConfigFile) -> Result<Config, Vec<ConfigError>> {
     };
     let pairing_url = pairing_url.map_err(|problem| check(Err(problem))).ok();
     let max_queue_bytes = max_queue_bytes.map_err(|problem| check(Err(problem))).ok();
-    match (device_id, pairing_url, max_queue_bytes) {
-        (Some(device_id), Some(pairing_url), Some(max_queue_bytes)) if problems.is_empty() => {
+    let credentials = validate_credentials(&file.credentials)
+        .map_err(|problem| check(Err(problem)))
+        .ok();
+    let recovery = RecoveryOptions {
+        unregister_if_registered: file
+            .recovery
+            .unregister_if_registered
+            .unwrap_or(RecoveryOptions::default().unregister_if_registered),
+    };
+    match (device_id, pairing_url, max_queue_bytes, credentials) {
+        (Some(device_id), Some(pairing_url), Some(max_queue_bytes), Some(credentials))
+            if problems.is_empty() =>
+        {
             Ok(Config {
                 realm: file.realm,
                 device_id,
@@ -222,9 +271,29 @@ fn validate(file: ConfigFile) -> Result<Config, Vec<ConfigError>> {
                 ca_file: file.ca_file,
                 bus: file.dbus.bus,
                 store: crate::store::StoreOptions { max_queue_bytes },
+                credentials,
+                recovery,
             })
         }
         _ => Err(problems),
+    }
+}
+
+fn validate_credentials(section: &CredentialsSection) -> Result<BackendKind, ConfigError> {
+    let tcti = section.tcti.as_deref().unwrap_or(DEFAULT_TCTI);
+    // `device:PATH`, `swtpm:host=..,port=..`, `mssim:..`, `tabrmd:..`: a name, then options.
+    let (name, _) = tcti.split_once(':').unwrap_or((tcti, ""));
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ConfigError::Tcti(format!(
+            "{tcti:?} is not a TCTI string such as \"{DEFAULT_TCTI}\""
+        )));
+    }
+    match section.backend {
+        BackendName::File => Ok(BackendKind::File),
+        BackendName::Tpm if cfg!(feature = "tpm") => Ok(BackendKind::Tpm {
+            tcti: tcti.to_owned(),
+        }),
+        BackendName::Tpm => Err(ConfigError::TpmNotBuilt),
     }
 }
 

@@ -2,21 +2,27 @@
 //! obtain (or reuse) the MQTT client certificate. Retries until it succeeds or is cancelled,
 //! reporting the agent state ([`Phase`]) an operator needs to act on.
 //!
+//! Lost or refused credentials are recovered here (see `registration.rs`): with an agent token
+//! at hand the device registers again, after unregistering itself when Pairing answers that
+//! it is already registered.
+//!
 //! Certificate renewal rule: a certificate is due at `not_after - min(RENEW_BEFORE,
 //! lifetime / 10)`. Renewing a day ahead covers Astarte's usual 91-day certificates; the
 //! tenth keeps short-lived (test) certificates usable for most of their life instead of
 //! renewing them in a loop.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::credentials::{CredentialsError, CredentialsSecret, FileStore, Secret};
+use crate::credentials::{CredentialStore, CredentialsError, CredentialsSecret, DeviceKey};
 use crate::pairing::csr::{CertificateInfo, CsrError};
 use crate::pairing::{BrokerUrl, DeviceStatus, PairingClient, PairingError};
+
+pub use token::{NoToken, TokenError, Tokens};
 
 /// Renew at most this long before the certificate expires (see the module docs).
 pub const RENEW_BEFORE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -50,7 +56,7 @@ pub use certificate::{RENEWAL_RETRY, renew_at, renew_fresh_at, renewal_retry_at}
 #[derive(Debug, Clone)]
 pub struct Ready {
     pub secret: CredentialsSecret,
-    pub key_pem: Secret,
+    pub key: Arc<dyn DeviceKey>,
     pub cert_pem: String,
     pub cert_info: CertificateInfo,
     pub broker: BrokerUrl,
@@ -64,27 +70,34 @@ pub enum ProvisioningError {
     Cancelled,
     #[error("couldn't use the credentials store")]
     Store { source: CredentialsError },
-    #[error("no credentials secret is stored and no agent token file is configured")]
-    NoTokenFile,
-    #[error("the agent token file {path} is missing or empty")]
-    TokenMissing { path: PathBuf },
-    #[error("couldn't read the agent token file {path}")]
-    ReadToken {
-        path: PathBuf,
-        source: std::io::Error,
+    #[error("{}: no usable agent token to register with", lost.as_deref().unwrap_or("no credentials secret is stored"))]
+    NoToken {
+        /// Why a registration is needed, when the secret was lost or refused.
+        lost: Option<String>,
+        source: NoToken,
     },
-    #[error("couldn't register the device")]
-    Register { source: PairingError },
+    #[error("couldn't register the device with the agent token from {origin}")]
+    Register {
+        origin: String,
+        source: PairingError,
+    },
+    #[error(
+        "couldn't unregister the device (already registered) with the agent token from {origin}"
+    )]
+    Unregister {
+        origin: String,
+        source: PairingError,
+    },
+    #[error("Pairing refused the stored credentials secret; the next attempt registers again")]
+    SecretRefused { source: PairingError },
     #[error("couldn't get the device info")]
     DeviceInfo { source: PairingError },
     #[error("couldn't obtain a certificate")]
     RequestCertificate { source: PairingError },
     #[error("Pairing reports the device as inhibited: credential requests are blocked")]
     Inhibited,
-    #[error("couldn't generate a key and CSR")]
+    #[error("couldn't make the certificate request")]
     Csr { source: CsrError },
-    #[error("the key generation task failed")]
-    KeyGeneration { source: tokio::task::JoinError },
     #[error("the credentials store task failed")]
     StoreTask { source: tokio::task::JoinError },
     #[error("the certificate issued by Pairing is unusable")]
@@ -107,8 +120,11 @@ impl From<CredentialsError> for ProvisioningError {
 #[derive(Debug)]
 pub struct Provisioner {
     client: PairingClient,
-    store: FileStore,
-    token_file: Option<PathBuf>,
+    store: CredentialStore,
+    tokens: Arc<Tokens>,
+    options: RecoveryOptions,
+    /// Why the stored secret must be replaced (Pairing refused it), for the next attempt.
+    refused: Option<String>,
     fast: Backoff,
     slow: Backoff,
     /// Set when the broker refused the certificate: request a new one even if it looks fine.
@@ -117,12 +133,34 @@ pub struct Provisioner {
     last_failure: Option<String>,
 }
 
+/// `[recovery]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryOptions {
+    /// On `422 already registered`, unregister with the agent token and register again.
+    pub unregister_if_registered: bool,
+}
+
+impl Default for RecoveryOptions {
+    fn default() -> Self {
+        RecoveryOptions {
+            unregister_if_registered: true,
+        }
+    }
+}
+
 impl Provisioner {
-    pub fn new(client: PairingClient, store: FileStore, token_file: Option<PathBuf>) -> Self {
+    pub fn new(
+        client: PairingClient,
+        store: CredentialStore,
+        tokens: Arc<Tokens>,
+        options: RecoveryOptions,
+    ) -> Self {
         Provisioner {
             client,
             store,
-            token_file,
+            tokens,
+            options,
+            refused: None,
             fast: Backoff::new(FAST_BASE, FAST_MAX),
             slow: Backoff::new(SLOW_BASE, SLOW_MAX),
             force_new_certificate: false,
@@ -139,7 +177,7 @@ impl Provisioner {
         self
     }
 
-    pub fn store(&self) -> &FileStore {
+    pub fn store(&self) -> &CredentialStore {
         &self.store
     }
 
@@ -152,6 +190,7 @@ impl Provisioner {
     ) -> Result<Ready, ProvisioningError> {
         self.last_phase = None;
         loop {
+            let tokens = self.tokens.snapshot();
             let result = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Err(ProvisioningError::Cancelled),
@@ -171,22 +210,25 @@ impl Provisioner {
                 realm: self.client.realm(),
                 device_id: self.client.device_id(),
                 secret_path: &secret_path,
-                token_file: self.token_file.as_deref(),
+                token_file: self.tokens.file(),
             };
-            let (phase, slow) = context.classify(&err);
-            let delay = if slow {
-                self.slow.next_delay()
-            } else {
-                self.fast.next_delay()
+            let (phase, retry) = context.classify(&err);
+            let delay = match retry {
+                failure::Retry::Now => Duration::ZERO,
+                failure::Retry::Fast => self.fast.next_delay(),
+                failure::Retry::Slow => self.slow.next_delay(),
+                failure::Retry::NewToken => Duration::MAX,
             };
-            self.log_failure(&err, delay);
+            self.log_failure(&err, retry, delay);
             if let Some(phase) = phase {
                 self.report(report, phase);
             }
+            // Any retry ends early when a new token appears: an operator acting is worth a try.
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Err(ProvisioningError::Cancelled),
-                () = tokio::time::sleep(delay) => {}
+                () = self.tokens.changed(&tokens) => self.slow.reset(),
+                () = sleep(delay) => {}
             }
         }
     }
@@ -221,6 +263,12 @@ impl Provisioner {
             .verify_certificate(&ready.secret, &ready.cert_pem)
             .await
         {
+            // The secret can't renew it either: register again, then get a new certificate.
+            Err(source) if source.refuses_credentials() => {
+                warn!(error = %crate::error_chain::error_chain(&source), "the broker refused the certificate and Pairing refuses the credentials secret");
+                let _ = self.secret_refused(source);
+                self.invalidate_certificate().await;
+            }
             Ok(false) => {
                 info!(
                     "Pairing confirms the certificate is no longer valid; a new one will be requested"
@@ -236,10 +284,10 @@ impl Provisioner {
         }
     }
 
-    /// Runs a credentials store operation (small files, but fsynced) off the async runtime.
+    /// Runs a credentials store operation (fsynced files, maybe a TPM) off the async runtime.
     async fn on_store<T: Send + 'static>(
         &self,
-        operation: impl FnOnce(&FileStore) -> T + Send + 'static,
+        operation: impl FnOnce(&CredentialStore) -> T + Send + 'static,
     ) -> Result<T, ProvisioningError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || operation(&store))
@@ -251,27 +299,10 @@ impl Provisioner {
         &mut self,
         report: &(dyn Fn(Phase) + Send + Sync),
     ) -> Result<Ready, ProvisioningError> {
-        let secret = match self.on_store(|store| store.load_secret()).await?? {
-            Some(secret) => secret,
-            None => {
-                let token = self.read_token()?;
-                self.report(report, Phase::Registering);
-                let secret = self
-                    .client
-                    .register(&token)
-                    .await
-                    .map_err(|source| ProvisioningError::Register { source })?;
-                let saved = secret.clone();
-                self.on_store(move |store| store.save_secret(&saved))
-                    .await??;
-                info!("device registered, credentials secret stored");
-                secret
-            }
-        };
-
+        let secret = self.secret(report).await?;
         self.report(report, Phase::ObtainingCredentials);
         let broker = self.broker(&secret).await?;
-        let ((key_pem, cert_pem, cert_info), renew) = match self.stored_certificate().await? {
+        let ((key, cert_pem, cert_info), renew) = match self.stored_certificate().await? {
             Stored::Usable(stored) => {
                 let renew = renew_at(&stored.2);
                 (stored, renew)
@@ -300,7 +331,7 @@ impl Provisioner {
         };
         Ok(Ready {
             secret,
-            key_pem,
+            key,
             cert_pem,
             cert_info,
             broker,
@@ -310,7 +341,7 @@ impl Provisioner {
 
     /// The broker from device info (which also tells whether the device is inhibited). When
     /// Pairing is only temporarily unreachable, the broker it named last time will do.
-    async fn broker(&self, secret: &CredentialsSecret) -> Result<BrokerUrl, ProvisioningError> {
+    async fn broker(&mut self, secret: &CredentialsSecret) -> Result<BrokerUrl, ProvisioningError> {
         match self.client.device_info(secret).await {
             Ok(info) if info.status == DeviceStatus::Inhibited => Err(ProvisioningError::Inhibited),
             Ok(info) => {
@@ -330,31 +361,9 @@ impl Provisioner {
                     _ => Err(ProvisioningError::DeviceInfo { source }),
                 }
             }
+            Err(source) if source.refuses_credentials() => Err(self.secret_refused(source)),
             Err(source) => Err(ProvisioningError::DeviceInfo { source }),
         }
-    }
-
-    fn read_token(&self) -> Result<String, ProvisioningError> {
-        let path = self
-            .token_file
-            .as_ref()
-            .ok_or(ProvisioningError::NoTokenFile)?;
-        let missing = || ProvisioningError::TokenMissing { path: path.clone() };
-        let token = match std::fs::read_to_string(path) {
-            Ok(token) => token,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
-            Err(source) => {
-                return Err(ProvisioningError::ReadToken {
-                    path: path.clone(),
-                    source,
-                });
-            }
-        };
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(missing());
-        }
-        Ok(token.to_owned())
     }
 
     fn common_name(&self) -> String {
@@ -369,14 +378,26 @@ impl Provisioner {
     }
 
     /// Each distinct failure once at `warn`; the same one again only at `debug`.
-    fn log_failure(&mut self, err: &ProvisioningError, delay: Duration) {
+    fn log_failure(&mut self, err: &ProvisioningError, retry: failure::Retry, delay: Duration) {
         let text = crate::error_chain::error_chain(err);
+        let retry_in = match retry {
+            failure::Retry::NewToken => "when the agent token changes".to_owned(),
+            _ => format!("{delay:?}"),
+        };
         if self.last_failure.as_deref() == Some(text.as_str()) {
-            debug!(error = %text, retry_in = ?delay, "provisioning failed again");
+            debug!(error = %text, retry_in, "provisioning failed again");
         } else {
-            warn!(error = %text, retry_in = ?delay, "provisioning failed");
+            warn!(error = %text, retry_in, "provisioning failed");
             self.last_failure = Some(text);
         }
+    }
+}
+
+/// Like `tokio::time::sleep`, with `Duration::MAX` meaning forever.
+async fn sleep(delay: Duration) {
+    match tokio::time::Instant::now().checked_add(delay) {
+        Some(deadline) if delay != Duration::MAX => tokio::time::sleep_until(deadline).await,
+        _ => std::future::pending().await,
     }
 }
 
@@ -387,5 +408,7 @@ pub(crate) fn unix_secs(time: SystemTime) -> u64 {
 
 mod certificate;
 mod failure;
+mod registration;
 #[cfg(test)]
 mod tests;
+mod token;

@@ -22,13 +22,14 @@ use crate::interface::runtime::{self, LiveRegistry};
 use crate::notify::notify;
 use crate::pairing::PairingClient;
 use crate::properties::PropertyStore;
+use crate::provisioning::Tokens;
 use crate::provisioning::{Phase, Provisioner};
 use crate::queue::Queue;
 use crate::state::{AgentState, StateRx, StateTx};
 use crate::store::Store;
 use crate::transport::session::{self, Endpoint, ServerEvents, SessionContext, SessionEnd};
 use crate::transport::topic::Topics;
-use crate::{credentials::FileStore, tls};
+use crate::{credentials::CredentialStore, tls};
 
 /// How long stopping may take before remaining tasks are abandoned.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
@@ -136,9 +137,11 @@ async fn serve(
         topics.clone(),
     ));
     let health = Arc::new(crate::health::Health::default());
+    let tokens = Arc::new(Tokens::new(config.pairing_token_file.clone()));
     let service = DeviceService::new(
         api.clone(),
         health.clone(),
+        tokens.clone(),
         device_id.clone(),
         config.realm.clone(),
         state_rx.clone(),
@@ -162,8 +165,17 @@ async fn serve(
         tls::http_config(roots.clone())?,
         PAIRING_TIMEOUT,
     )?;
-    let credentials = FileStore::open(&config.store_dir)?;
-    let provisioner = Provisioner::new(pairing, credentials, config.pairing_token_file.clone());
+    let credentials = {
+        let (dir, backend) = (config.store_dir.clone(), config.credentials.clone());
+        tokio::task::spawn_blocking(move || CredentialStore::open(&dir, &backend))
+            .await
+            .map_err(|error| StartError::Task(error.to_string()))??
+    };
+    tracing::info!(
+        backend = credentials.backend().kind(),
+        "credentials store opened"
+    );
+    let provisioner = Provisioner::new(pairing, credentials, tokens.clone(), config.recovery);
 
     let (events_tx, events_rx) = mpsc::channel(SIGNAL_QUEUE);
     let context = SessionContext {
@@ -289,7 +301,7 @@ async fn connection_loop(
             Err(_) if cancel.is_cancelled() => return Ok(()),
             Err(error) => return Err(format!("provisioning: {error}")),
         };
-        let tls = match tls::mqtt_config(roots.clone(), &ready.cert_pem, &ready.key_pem) {
+        let tls = match tls::mqtt_config(roots.clone(), &ready.cert_pem, ready.key.clone()) {
             Ok(config) => Arc::new(config),
             Err(error) => {
                 tracing::error!(%error, "the stored client certificate is unusable; requesting a new one");

@@ -9,12 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore};
 use tracing::{debug, warn};
 
-use crate::credentials::Secret;
+use crate::credentials::DeviceKey;
+
+mod device_key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -35,8 +38,8 @@ pub enum TlsError {
     InvalidClientCertificate { source: pem::Error },
     #[error("the client certificate PEM contains no certificate")]
     MissingClientCertificate,
-    #[error("the client private key is not a valid PEM private key")]
-    InvalidClientKey { source: pem::Error },
+    #[error("the client certificate does not belong to the device key")]
+    KeyMismatch { source: rustls::Error },
     #[error("couldn't set up TLS")]
     Config { source: rustls::Error },
 }
@@ -95,11 +98,11 @@ pub fn http_config(roots: Arc<RootCertStore>) -> Result<ClientConfig, TlsError> 
 }
 
 /// Mutually authenticated TLS for the broker: the device presents `cert_chain_pem` (leaf
-/// first) and proves it holds `private_key_pem`.
+/// first) and proves it holds `key`, which signs each handshake.
 pub fn mqtt_config(
     roots: Arc<RootCertStore>,
     cert_chain_pem: &str,
-    private_key_pem: &Secret,
+    key: Arc<dyn DeviceKey>,
 ) -> Result<ClientConfig, TlsError> {
     let chain = CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -107,12 +110,13 @@ pub fn mqtt_config(
     if chain.is_empty() {
         return Err(TlsError::MissingClientCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(private_key_pem.expose().as_bytes())
-        .map_err(|source| TlsError::InvalidClientKey { source })?;
-    builder()?
+    let certified = CertifiedKey::new(chain, Arc::new(device_key::TlsDeviceKey::new(key)));
+    certified
+        .keys_match()
+        .map_err(|source| TlsError::KeyMismatch { source })?;
+    Ok(builder()?
         .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|source| TlsError::Config { source })
+        .with_client_cert_resolver(Arc::new(device_key::DeviceCertificate(Arc::new(certified)))))
 }
 
 fn builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, TlsError> {

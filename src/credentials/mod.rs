@@ -1,32 +1,54 @@
-//! Device credentials: the Pairing credentials secret and the MQTT client key and certificate,
-//! and the file-backed store that keeps them.
+//! Device credentials: the Pairing credentials secret, the device key and its MQTT client
+//! certificate, kept under `<store_dir>/credentials/` (0700, every file 0600, every write
+//! atomic; see [`crate::fs_atomic`]).
 //!
-//! Layout under the store directory:
-//! `credentials/` (0700) with `secret`, `client.key` (PKCS#8 PEM) and `client.crt` (PEM),
-//! all 0600. Every write replaces a file atomically (see [`crate::fs_atomic`]); a crash leaves either
-//! the old or the new file, and the key is written before the certificate, so a crash between
-//! the two leaves a certificate that does not match its key, which the provisioning flow
-//! detects and replaces.
+//! A [`Backend`] keeps the two things worth stealing, the secret and the key: the
+//! [`file::FileBackend`] as plain files (`secret`, `client.key`), the TPM backend
+//! (feature `tpm`) as a sealed blob and a key that never leaves the TPM. What is public or
+//! derived (`client.crt`, `broker`, the recovery marker) is kept here the same way for both.
+//!
+//! Start-up narrows modes looser than 0600 (0700 for the folder), with a warning naming the
+//! file.
 
+mod file;
+mod key;
 mod secret;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
-use crate::pairing::BrokerUrl;
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::pairing::BrokerUrl;
+
+pub use file::FileBackend;
+pub use key::{CsrSigner, DeviceKey, MemoryKey, SignError};
 pub use secret::{CredentialsSecret, InvalidSecret, Secret};
 
 const DIR_NAME: &str = "credentials";
-const SECRET_FILE: &str = "secret";
-const KEY_FILE: &str = "client.key";
 const CERT_FILE: &str = "client.crt";
 const BROKER_FILE: &str = "broker";
+/// Present while a recovery is under way (see `provisioning::recovery`).
+const RECOVERY_MARKER: &str = "recovering";
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
+
+/// Which backend keeps the secret and the key (`[credentials] backend`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    #[default]
+    File,
+    /// A TPM 2.0 reached through `tcti` (a TCTI configuration string).
+    Tpm { tcti: String },
+}
+
+/// The default `[credentials] tcti`: the kernel's resource manager.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
@@ -45,38 +67,79 @@ pub enum CredentialsError {
         path: PathBuf,
         source: InvalidSecret,
     },
+    #[error(
+        "the sealed credentials secret {path} can't be unsealed (was the TPM cleared or replaced?): {reason}"
+    )]
+    Unseal { path: PathBuf, reason: String },
+    #[error("the device key {path} is unusable: {reason}")]
+    CorruptKey { path: PathBuf, reason: String },
+    #[error("couldn't generate the device key: {reason}")]
+    GenerateKey { reason: String },
+    #[error("the TPM failed ({operation}): {reason}")]
+    Tpm {
+        operation: &'static str,
+        reason: String,
+    },
 }
 
-/// Credentials kept as files in one private directory.
+impl CredentialsError {
+    /// The secret exists no more in usable form: only a new registration brings it back.
+    pub fn is_lost_secret(&self) -> bool {
+        matches!(
+            self,
+            CredentialsError::CorruptSecret { .. } | CredentialsError::Unseal { .. }
+        )
+    }
+}
+
+/// Keeps the secret and the device key. Both backends behave alike: `None` for what is not
+/// there, [`CredentialsError::CorruptSecret`] or [`CredentialsError::Unseal`] for a secret that
+/// is there but lost, [`CredentialsError::CorruptKey`] for a key that can't be used (a new one
+/// is then made). Calls may block (files are fsynced, a TPM is slow): call them off the async
+/// runtime.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// `file` or `tpm`, for log lines.
+    fn kind(&self) -> &'static str;
+    fn load_secret(&self) -> Result<Option<CredentialsSecret>, CredentialsError>;
+    fn save_secret(&self, secret: &CredentialsSecret) -> Result<(), CredentialsError>;
+    fn load_key(&self) -> Result<Option<Arc<dyn DeviceKey>>, CredentialsError>;
+    /// Makes a new key, stored in place of the old one.
+    fn create_key(&self) -> Result<Arc<dyn DeviceKey>, CredentialsError>;
+    /// The files (names inside the credentials folder) holding this backend's secret and
+    /// key, the secret's first: what [`CredentialStore::wipe`] removes.
+    fn artifacts(&self) -> &'static [&'static str];
+}
+
+/// The credentials folder and the backend that keeps the secret and the key.
 #[derive(Debug, Clone)]
-pub struct FileStore {
+pub struct CredentialStore {
     dir: PathBuf,
+    backend: Arc<dyn Backend>,
 }
 
-impl FileStore {
-    /// Opens (creating it if needed) `<store_dir>/credentials` and removes temp files left by
-    /// an interrupted write.
-    pub fn open(store_dir: &Path) -> Result<FileStore, CredentialsError> {
-        let dir = store_dir.join(DIR_NAME);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(&dir)
-            .map_err(|source| CredentialsError::CreateDir {
-                path: dir.clone(),
-                source,
-            })?;
-        tighten(&dir, DIR_MODE)?;
-        let removed = crate::fs_atomic::remove_leftovers(&dir).map_err(|source| {
-            CredentialsError::Remove {
-                path: dir.clone(),
-                source,
+impl CredentialStore {
+    /// Opens (creating it if needed) `<store_dir>/credentials`, narrows loose modes, removes
+    /// temp files left by an interrupted write, and opens the backend.
+    pub fn open(store_dir: &Path, kind: &BackendKind) -> Result<CredentialStore, CredentialsError> {
+        let dir = open_dir(store_dir)?;
+        let backend: Arc<dyn Backend> = match kind {
+            BackendKind::File => Arc::new(FileBackend::new(dir.clone())),
+            #[cfg(feature = "tpm")]
+            BackendKind::Tpm { tcti } => Arc::new(tpm::TpmBackend::open(dir.clone(), tcti)?),
+            #[cfg(not(feature = "tpm"))]
+            BackendKind::Tpm { .. } => {
+                return Err(CredentialsError::Tpm {
+                    operation: "open",
+                    reason: "this build has no TPM support (Cargo feature `tpm`)".into(),
+                });
             }
-        })?;
-        for path in removed {
-            info!(path = %path.display(), "removed the leftover of an interrupted write");
-        }
-        Ok(FileStore { dir })
+        };
+        Ok(CredentialStore { dir, backend })
+    }
+
+    /// The file backend in `<store_dir>/credentials` (tests and tools).
+    pub fn open_files(store_dir: &Path) -> Result<CredentialStore, CredentialsError> {
+        CredentialStore::open(store_dir, &BackendKind::File)
     }
 
     /// The `credentials/` directory.
@@ -84,32 +147,61 @@ impl FileStore {
         &self.dir
     }
 
-    /// Path of the credentials secret file (for operator-facing messages).
-    pub fn secret_path(&self) -> PathBuf {
-        self.dir.join(SECRET_FILE)
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
     }
 
-    /// The stored secret; `None` if there is none. A file that doesn't hold a well-formed
-    /// secret is [`CredentialsError::CorruptSecret`]: it is not ours to delete.
+    /// Where the secret is kept (for operator-facing messages).
+    pub fn secret_path(&self) -> PathBuf {
+        self.dir.join(self.backend.artifacts()[0])
+    }
+
     pub fn load_secret(&self) -> Result<Option<CredentialsSecret>, CredentialsError> {
-        let path = self.secret_path();
-        let Some(bytes) = self.read(&path)? else {
-            return Ok(None);
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        CredentialsSecret::parse(&text)
-            .map(Some)
-            .map_err(|source| CredentialsError::CorruptSecret { path, source })
+        self.backend.load_secret()
     }
 
     pub fn save_secret(&self, secret: &CredentialsSecret) -> Result<(), CredentialsError> {
-        write(&self.secret_path(), secret.expose().as_bytes())
+        self.backend.save_secret(secret)
+    }
+
+    /// The device key, made on first use. A key that can't be used is replaced (logged): the
+    /// certificate for it is useless anyway.
+    pub fn device_key(&self) -> Result<Arc<dyn DeviceKey>, CredentialsError> {
+        match self.backend.load_key() {
+            Ok(Some(key)) => Ok(key),
+            Ok(None) => {
+                let key = self.backend.create_key()?;
+                info!(backend = self.backend.kind(), "new device key created");
+                Ok(key)
+            }
+            Err(error @ CredentialsError::CorruptKey { .. }) => {
+                warn!(error = %crate::error_chain::error_chain(&error), "replacing the unusable device key; a new certificate will be requested");
+                self.forget_certificate()?;
+                self.backend.create_key()
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The stored certificate chain (PEM); its content is not checked here.
+    pub fn load_certificate(&self) -> Result<Option<String>, CredentialsError> {
+        Ok(read_private(&self.dir.join(CERT_FILE))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    pub fn save_certificate(&self, cert_pem: &str) -> Result<(), CredentialsError> {
+        write_private(&self.dir.join(CERT_FILE), cert_pem.as_bytes())
+    }
+
+    /// Removes the certificate (absent is fine).
+    pub fn forget_certificate(&self) -> Result<(), CredentialsError> {
+        remove(&self.dir.join(CERT_FILE))
     }
 
     /// The broker Pairing named last time (`host:port`), so a restart can connect while
     /// Pairing is unreachable. Unreadable content counts as none.
     pub fn load_broker(&self) -> Result<Option<BrokerUrl>, CredentialsError> {
-        let Some(bytes) = self.read(&self.dir.join(BROKER_FILE))? else {
+        let Some(bytes) = read_private(&self.dir.join(BROKER_FILE))? else {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&bytes);
@@ -121,88 +213,103 @@ impl FileStore {
         if self.load_broker()?.as_ref() == Some(broker) {
             return Ok(());
         }
-        write(&self.dir.join(BROKER_FILE), broker.to_string().as_bytes())
+        write_private(&self.dir.join(BROKER_FILE), broker.to_string().as_bytes())
     }
 
-    /// The stored private key (PEM) and certificate (PEM), if both are present. Their content
-    /// is not checked here. One without the other counts as none (and is logged).
-    pub fn load_certificate(&self) -> Result<Option<(Secret, String)>, CredentialsError> {
-        let key_path = self.dir.join(KEY_FILE);
-        let cert_path = self.dir.join(CERT_FILE);
-        let key = self.read(&key_path)?;
-        let cert = self.read(&cert_path)?;
-        match (key, cert) {
-            (Some(key), Some(cert)) => {
-                let key = String::from_utf8(key).map_err(|_| CredentialsError::Read {
-                    path: key_path,
-                    source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
-                })?;
-                Ok(Some((
-                    Secret::new(key),
-                    String::from_utf8_lossy(&cert).into_owned(),
-                )))
-            }
-            (None, None) => Ok(None),
-            (key, _) => {
-                let (present, missing) = if key.is_some() {
-                    (key_path, cert_path)
-                } else {
-                    (cert_path, key_path)
-                };
-                warn!(
-                    present = %present.display(),
-                    missing = %missing.display(),
-                    "ignoring a client key or certificate without its partner; a new one will be requested"
-                );
-                Ok(None)
-            }
-        }
-    }
-
-    /// Stores a key and its certificate: the key first, so a crash in between leaves a pair
-    /// that visibly doesn't match rather than a certificate for a key we no longer have.
-    pub fn save_certificate(
-        &self,
-        key_pem: &Secret,
-        cert_pem: &str,
-    ) -> Result<(), CredentialsError> {
-        write(&self.dir.join(KEY_FILE), key_pem.expose().as_bytes())?;
-        write(&self.dir.join(CERT_FILE), cert_pem.as_bytes())
-    }
-
-    /// Removes the certificate and its key (absent files are fine).
-    pub fn forget_certificate(&self) -> Result<(), CredentialsError> {
-        for name in [CERT_FILE, KEY_FILE] {
-            crate::fs_atomic::remove_durably(&self.dir.join(name)).map_err(|err| {
-                CredentialsError::Remove {
-                    path: err.path,
-                    source: err.source,
-                }
-            })?;
+    /// Removes every stale credential artifact: the backend's secret and key, the
+    /// certificate and the remembered broker. Nothing else in the store directory is touched.
+    /// Idempotent.
+    pub fn wipe(&self) -> Result<(), CredentialsError> {
+        let backend = self.backend.artifacts().iter().copied();
+        for name in backend.chain([CERT_FILE, BROKER_FILE]) {
+            remove(&self.dir.join(name))?;
         }
         Ok(())
     }
 
-    /// Reads a credentials file, first narrowing permissions that are wider than 0600.
-    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, CredentialsError> {
-        match fs::symlink_metadata(path) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(CredentialsError::Read {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-            Ok(_) => {}
+    /// Whether a recovery was under way when the agent last stopped.
+    pub fn recovery_pending(&self) -> bool {
+        self.dir.join(RECOVERY_MARKER).exists()
+    }
+
+    /// Records, durably, that a recovery has started.
+    pub fn mark_recovery(&self) -> Result<(), CredentialsError> {
+        write_private(&self.dir.join(RECOVERY_MARKER), b"")
+    }
+
+    /// Records that the recovery is over.
+    pub fn clear_recovery(&self) -> Result<(), CredentialsError> {
+        remove(&self.dir.join(RECOVERY_MARKER))
+    }
+}
+
+fn open_dir(store_dir: &Path) -> Result<PathBuf, CredentialsError> {
+    let dir = store_dir.join(DIR_NAME);
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(&dir)
+        .map_err(|source| CredentialsError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+    tighten(&dir, DIR_MODE)?;
+    let removed =
+        crate::fs_atomic::remove_leftovers(&dir).map_err(|source| CredentialsError::Remove {
+            path: dir.clone(),
+            source,
+        })?;
+    for path in removed {
+        info!(path = %path.display(), "removed the leftover of an interrupted write");
+    }
+    for entry in fs::read_dir(&dir).map_err(|source| CredentialsError::Read {
+        path: dir.clone(),
+        source,
+    })? {
+        let Ok(entry) = entry else { continue };
+        if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            tighten(&entry.path(), FILE_MODE)?;
         }
-        tighten(path, FILE_MODE)?;
-        fs::read(path)
-            .map(Some)
-            .map_err(|source| CredentialsError::Read {
+    }
+    Ok(dir)
+}
+
+/// Reads a credentials file, first narrowing permissions that are wider than 0600. `None` if
+/// it does not exist.
+pub(crate) fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CredentialsError> {
+    match fs::symlink_metadata(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CredentialsError::Read {
                 path: path.to_owned(),
                 source,
-            })
+            });
+        }
+        Ok(_) => {}
     }
+    tighten(path, FILE_MODE)?;
+    fs::read(path)
+        .map(Some)
+        .map_err(|source| CredentialsError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Replaces a credentials file atomically, mode 0600.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CredentialsError> {
+    crate::fs_atomic::write_atomic(path, bytes, FILE_MODE).map_err(|err| CredentialsError::Write {
+        path: err.path,
+        source: err.source,
+    })
+}
+
+/// Removes a credentials file durably (absent is fine).
+pub(crate) fn remove(path: &Path) -> Result<(), CredentialsError> {
+    crate::fs_atomic::remove_durably(path).map_err(|err| CredentialsError::Remove {
+        path: err.path,
+        source: err.source,
+    })
 }
 
 fn tighten(path: &Path, mode: u32) -> Result<(), CredentialsError> {
@@ -222,13 +329,6 @@ fn tighten(path: &Path, mode: u32) -> Result<(), CredentialsError> {
             source,
         }),
     }
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), CredentialsError> {
-    crate::fs_atomic::write_atomic(path, bytes, FILE_MODE).map_err(|err| CredentialsError::Write {
-        path: err.path,
-        source: err.source,
-    })
 }
 
 #[cfg(test)]

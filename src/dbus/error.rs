@@ -39,6 +39,8 @@ pub enum AgentError {
     InvalidInterface(String),
     /// `RemoveInterface` of an interface loaded from `interfaces_dir`.
     InterfaceNotRemovable(String),
+    /// `Register` was given something that is not a Pairing agent JWT.
+    InvalidToken(String),
 }
 
 impl From<ApiError> for AgentError {
@@ -67,6 +69,12 @@ impl From<ApiError> for AgentError {
             ApiError::InvalidInterface(_) => AgentError::InvalidInterface(message),
             ApiError::InterfaceNotRemovable(_) => AgentError::InterfaceNotRemovable(message),
         }
+    }
+}
+
+impl From<crate::provisioning::TokenError> for AgentError {
+    fn from(error: crate::provisioning::TokenError) -> Self {
+        AgentError::InvalidToken(error.to_string())
     }
 }
 

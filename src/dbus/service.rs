@@ -12,11 +12,13 @@ use crate::api::DeviceApi;
 use crate::data::dbus::{from_variant, to_variant};
 use crate::dbus::error::AgentError;
 use crate::health::Health;
+use crate::provisioning::Tokens;
 use crate::state::StateRx;
 
 pub struct DeviceService {
     api: Arc<DeviceApi>,
     health: Arc<Health>,
+    tokens: Arc<Tokens>,
     device_id: String,
     realm: String,
     state: StateRx,
@@ -26,6 +28,7 @@ impl DeviceService {
     pub fn new(
         api: Arc<DeviceApi>,
         health: Arc<Health>,
+        tokens: Arc<Tokens>,
         device_id: String,
         realm: String,
         state: StateRx,
@@ -33,6 +36,7 @@ impl DeviceService {
         DeviceService {
             api,
             health,
+            tokens,
             device_id,
             realm,
             state,
@@ -173,6 +177,16 @@ impl DeviceService {
     /// Unloads an interface added with `AddInterface`.
     async fn remove_interface(&self, name: &str) -> Result<(), AgentError> {
         Ok(self.api.remove_interface(name).await?)
+    }
+
+    /// Hands the agent a Pairing agent JWT (kept in memory only, never written to disk). When
+    /// the agent waits for credentials (`credentials-missing`) it registers with it at once;
+    /// otherwise it keeps it for a later recovery. Returns at once: watch `State`. Root only
+    /// under the system bus policy.
+    async fn register(&self, token: &str) -> Result<(), AgentError> {
+        self.tokens.give(token)?;
+        tracing::info!("an agent token was given over D-Bus (Register)");
+        Ok(())
     }
 
     /// Server data: a datastream value, an object (as `a{sv}`) or a property set.

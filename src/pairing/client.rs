@@ -93,6 +93,16 @@ impl PairingClient {
         })
     }
 
+    /// Unregisters the device with an agent JWT (`DELETE agent/devices/<id>`): its secret stops
+    /// working and it may register again. The JWT needs `DELETE` on `agent/devices/<id>` in its
+    /// `a_pa` claim. A device Pairing doesn't know is [`PairingError::NotFound`].
+    pub async fn unregister(&self, agent_token: &str) -> Result<(), PairingError> {
+        let url = self.url(&["agent", "devices", &self.device_id]);
+        self.exchange(Method::DELETE, url, agent_token, None::<&()>, false)
+            .await
+            .map(drop)
+    }
+
     /// The device's status and broker (`GET devices/<id>`).
     pub async fn device_info(
         &self,
@@ -177,6 +187,7 @@ impl PairingClient {
         url
     }
 
+    /// One request whose answer is Astarte's `{"data": ...}` envelope around a `T`.
     async fn call<T: DeserializeOwned, B: Serialize>(
         &self,
         method: Method,
@@ -185,6 +196,25 @@ impl PairingClient {
         body: Option<&B>,
         registering: bool,
     ) -> Result<T, PairingError> {
+        let (status, bytes) = self
+            .exchange(method, url, bearer, body, registering)
+            .await?;
+        serde_json::from_slice::<Data<T>>(&bytes)
+            .map(|wrapped| wrapped.data)
+            .map_err(|err| PairingError::InvalidResponse {
+                reason: format!("{status} with an unexpected body: {err}"),
+            })
+    }
+
+    /// One request: a success status and its body, or the error the status means.
+    async fn exchange<B: Serialize>(
+        &self,
+        method: Method,
+        url: Url,
+        bearer: &str,
+        body: Option<&B>,
+        registering: bool,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), PairingError> {
         let mut auth = HeaderValue::try_from(format!("Bearer {bearer}"))
             .map_err(|_| PairingError::InvalidToken)?;
         auth.set_sensitive(true);
@@ -209,11 +239,7 @@ impl PairingClient {
                 registering,
             ));
         }
-        serde_json::from_slice::<Data<T>>(&bytes)
-            .map(|wrapped| wrapped.data)
-            .map_err(|err| PairingError::InvalidResponse {
-                reason: format!("{status} with an unexpected body: {err}"),
-            })
+        Ok((status, bytes))
     }
 }
 

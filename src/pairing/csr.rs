@@ -1,26 +1,23 @@
-//! The device's MQTT key and certificate: key and CSR generation, and checks of an issued
-//! certificate against its key.
+//! The device's MQTT certificate: the CSR (signed by the device key, wherever it lives), and
+//! checks of an issued certificate against that key.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, PKCS_ECDSA_P256_SHA256,
-    PublicKeyData,
-};
+use std::sync::Arc;
+
+use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::credentials::Secret;
+use crate::credentials::{CsrSigner, DeviceKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsrError {
-    #[error("couldn't generate the key and certificate request")]
+    #[error("couldn't sign the certificate request")]
     Generate { source: rcgen::Error },
     #[error("the certificate is not valid PEM: {reason}")]
     ParseCertificate { reason: String },
     #[error("expected exactly one certificate, found {count}")]
     CertificateCount { count: usize },
-    #[error("the private key is not a valid PEM private key")]
-    ParseKey { source: rcgen::Error },
     #[error("the certificate has no readable common name")]
     MissingCommonName,
     #[error("the certificate validity is outside the range this system can represent")]
@@ -37,29 +34,27 @@ pub struct CertificateInfo {
     pub not_after: SystemTime,
 }
 
-/// A fresh EC P-256 key (PKCS#8 PEM) and a CSR for it signed with SHA-256, with subject
-/// `CN=<common_name>` (for Astarte `<realm>/<device_id>`, the `/` being a plain character;
-/// a UTF8String, so the 64-character limit of PrintableString CNs does not apply: a realm
-/// may be 48 characters, so the CN may be 71).
-pub fn generate_key_and_csr(common_name: &str) -> Result<(Secret, String), CsrError> {
-    let generate = || -> Result<(Secret, String), rcgen::Error> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut name = DistinguishedName::new();
-        name.push(
-            DnType::CommonName,
-            DnValue::Utf8String(common_name.to_owned()),
-        );
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name;
-        let csr = params.serialize_request(&key)?;
-        Ok((Secret::new(key.serialize_pem()), csr.pem()?))
-    };
-    generate().map_err(|source| CsrError::Generate { source })
+/// A CSR for `key` signed by it with SHA-256, with subject `CN=<common_name>` (for Astarte
+/// `<realm>/<device_id>`, the `/` being a plain character; a UTF8String, so the 64-character
+/// limit of PrintableString CNs does not apply: a realm may be 48 characters, so the CN may be
+/// 71).
+pub fn certificate_request(common_name: &str, key: Arc<dyn DeviceKey>) -> Result<String, CsrError> {
+    let mut name = DistinguishedName::new();
+    name.push(
+        DnType::CommonName,
+        DnValue::Utf8String(common_name.to_owned()),
+    );
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name;
+    params
+        .serialize_request(&CsrSigner(key))
+        .and_then(|csr| csr.pem())
+        .map_err(|source| CsrError::Generate { source })
 }
 
-/// Reads the single certificate in `cert_pem` and checks that it certifies the public half of
-/// `key_pem`.
-pub fn inspect_certificate(cert_pem: &str, key_pem: &Secret) -> Result<CertificateInfo, CsrError> {
+/// Reads the single certificate in `cert_pem` and checks that it certifies `public_key` (an
+/// uncompressed SEC1 point, see [`DeviceKey::public_key`]).
+pub fn inspect_certificate(cert_pem: &str, public_key: &[u8]) -> Result<CertificateInfo, CsrError> {
     let mut blocks = Vec::new();
     for block in x509_parser::pem::Pem::iter_from_buffer(cert_pem.as_bytes()) {
         let block = block.map_err(|error| CsrError::ParseCertificate {
@@ -78,9 +73,7 @@ pub fn inspect_certificate(cert_pem: &str, key_pem: &Secret) -> Result<Certifica
         X509Certificate::from_der(&block.contents).map_err(|error| CsrError::ParseCertificate {
             reason: error.to_string(),
         })?;
-    let key =
-        KeyPair::from_pem(key_pem.expose()).map_err(|source| CsrError::ParseKey { source })?;
-    if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
+    if cert.public_key().subject_public_key.data.as_ref() != public_key {
         return Err(CsrError::KeyMismatch);
     }
     let common_name = cert

@@ -57,6 +57,16 @@ impl PairingError {
         }
     }
 
+    /// 401 or 403 to a device call: Astarte no longer accepts the credentials secret (it was
+    /// regenerated, or the device unregistered). A 404 is not one: it more likely means a
+    /// wrong URL, realm or device id, which registering again would not fix.
+    pub fn refuses_credentials(&self) -> bool {
+        matches!(
+            self,
+            PairingError::Unauthorized { .. } | PairingError::Forbidden { .. }
+        )
+    }
+
     /// Maps an error status. `registering` selects the 422 meaning of registration.
     pub(crate) fn from_status(status: u16, body: &[u8], registering: bool) -> Self {
         let detail = Detail(body).to_string();

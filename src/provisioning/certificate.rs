@@ -1,12 +1,14 @@
 //! The client certificate's life: when a stored one is still good, when to renew it, and
-//! obtaining a new one (key and CSR generated here, signed by Pairing).
+//! obtaining a new one (a CSR signed by the device key, signed in turn by Pairing). Renewal
+//! reuses the device key; a new key is made only when there is none or it is unusable.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info};
 
 use super::{Provisioner, ProvisioningError, RENEW_BEFORE, unix_secs};
-use crate::credentials::{CredentialsSecret, Secret};
+use crate::credentials::{CredentialsSecret, DeviceKey};
 use crate::pairing::csr::{self, CertificateInfo};
 
 /// `not_after - min(RENEW_BEFORE, lifetime / 10)`.
@@ -28,12 +30,15 @@ pub fn renewal_retry_at(info: &CertificateInfo, now: SystemTime) -> SystemTime {
 /// Delay before a failed renewal is attempted again (the current certificate still works).
 pub const RENEWAL_RETRY: Duration = Duration::from_secs(300);
 
+/// The device key, its certificate (PEM) and what it says.
+pub(super) type Certified = (Arc<dyn DeviceKey>, String, CertificateInfo);
+
 /// The stored certificate, judged against the clock.
 pub(super) enum Stored {
     /// Valid and not yet due for renewal.
-    Usable((Secret, String, CertificateInfo)),
+    Usable(Certified),
     /// Still valid but inside its renewal window.
-    Due((Secret, String, CertificateInfo)),
+    Due(Certified),
     /// Missing, unusable, expired, or refused by the broker.
     None,
 }
@@ -56,10 +61,11 @@ impl Provisioner {
         if self.force_new_certificate {
             return Ok(Stored::None);
         }
-        let Some((key, cert)) = self.on_store(|store| store.load_certificate()).await?? else {
+        let Some(cert) = self.on_store(|store| store.load_certificate()).await?? else {
             return Ok(Stored::None);
         };
-        let info = match csr::inspect_certificate(&cert, &key) {
+        let key = self.on_store(|store| store.device_key()).await??;
+        let info = match csr::inspect_certificate(&cert, key.public_key()) {
             Ok(info) => info,
             Err(err) => {
                 info!(error = %crate::error_chain::error_chain(&err), "stored certificate unusable, requesting a new one");
@@ -94,19 +100,23 @@ impl Provisioner {
     pub(super) async fn new_certificate(
         &mut self,
         secret: &CredentialsSecret,
-    ) -> Result<(Secret, String, CertificateInfo), ProvisioningError> {
+    ) -> Result<Certified, ProvisioningError> {
         let expected = self.common_name();
         let cn = expected.clone();
-        let (key, csr) = tokio::task::spawn_blocking(move || csr::generate_key_and_csr(&cn))
-            .await
-            .map_err(|source| ProvisioningError::KeyGeneration { source })?
-            .map_err(|source| ProvisioningError::Csr { source })?;
-        let cert = self
-            .client
-            .request_certificate(secret, &csr)
-            .await
-            .map_err(|source| ProvisioningError::RequestCertificate { source })?;
-        let info = csr::inspect_certificate(&cert, &key)
+        // Making a key and signing may take a TPM a while: off the async runtime.
+        let (key, csr) = self
+            .on_store(move |store| {
+                let key = store.device_key()?;
+                Ok::<_, ProvisioningError>((key.clone(), csr::certificate_request(&cn, key)))
+            })
+            .await??;
+        let csr = csr.map_err(|source| ProvisioningError::Csr { source })?;
+        let cert = match self.client.request_certificate(secret, &csr).await {
+            Ok(cert) => cert,
+            Err(source) if source.refuses_credentials() => return Err(self.secret_refused(source)),
+            Err(source) => return Err(ProvisioningError::RequestCertificate { source }),
+        };
+        let info = csr::inspect_certificate(&cert, key.public_key())
             .map_err(|source| ProvisioningError::IssuedCertificate { source })?;
         if info.common_name != expected {
             return Err(ProvisioningError::WrongCommonName {
@@ -115,8 +125,8 @@ impl Provisioner {
             });
         }
         // Pairing revoked the previous certificate: this one is the only one left, keep it.
-        let (saved_key, saved_cert) = (key.clone(), cert.clone());
-        self.on_store(move |store| store.save_certificate(&saved_key, &saved_cert))
+        let saved = cert.clone();
+        self.on_store(move |store| store.save_certificate(&saved))
             .await??;
         self.force_new_certificate = false;
         info!(

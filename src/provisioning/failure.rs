@@ -1,10 +1,23 @@
-//! Which failures an operator must act on, what to tell them, and how soon to retry.
+//! Which failures an operator must act on, what to tell them, and when to retry.
 
 use std::path::Path;
 
-use super::{Phase, ProvisioningError};
+use super::{NoToken, Phase, ProvisioningError};
 use crate::credentials::CredentialsError;
 use crate::pairing::PairingError;
+
+/// When the next attempt happens (any wait also ends when the agent token changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Retry {
+    /// At once: the failure already decided what the next attempt does differently.
+    Now,
+    /// Capped backoff from seconds (network, 5xx).
+    Fast,
+    /// Capped backoff from half a minute (someone has to change something).
+    Slow,
+    /// Only when the agent token changes (a refused, expired or missing token).
+    NewToken,
+}
 
 /// What the operator messages refer to.
 pub(super) struct Context<'a> {
@@ -15,74 +28,85 @@ pub(super) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The phase to report (if it changes) and whether to retry slowly.
-    pub(super) fn classify(&self, err: &ProvisioningError) -> (Option<Phase>, bool) {
+    /// The phase to report (if it changes) and when to retry.
+    pub(super) fn classify(&self, err: &ProvisioningError) -> (Option<Phase>, Retry) {
         let missing = |reason: String| Some(Phase::CredentialsMissing { reason });
-        let secret_path = self.secret_path.display();
         let (realm, device) = (self.realm, self.device_id);
+        let token_hint = match self.token_file {
+            Some(path) => format!(
+                "write a Pairing agent JWT for realm {realm} into {} (mode 0600), or call Register",
+                path.display()
+            ),
+            None => format!(
+                "set pairing_token_file to a file holding a Pairing agent JWT for realm {realm}, or call Register"
+            ),
+        };
         match err {
-            ProvisioningError::Store {
-                source: CredentialsError::CorruptSecret { path, .. },
-            } => (
-                missing(format!(
-                    "the stored credentials secret {} is corrupt: restore it, or remove it to register again with an agent token",
-                    path.display()
-                )),
-                true,
-            ),
-            ProvisioningError::NoTokenFile => (
-                missing(format!(
-                    "no credentials secret is stored at {secret_path} and no agent token file is configured: provide the secret or configure a Pairing agent token"
-                )),
-                false,
-            ),
-            ProvisioningError::TokenMissing { path }
-            | ProvisioningError::ReadToken { path, .. } => (
-                missing(format!(
-                    "no credentials secret is stored and the agent token file {} is missing, empty or unreadable: write a Pairing agent JWT allowed to POST agent/devices into it",
-                    path.display()
-                )),
-                false,
-            ),
-            ProvisioningError::Register { source } => match source {
-                PairingError::AlreadyRegistered { detail } => (
-                    missing(format!(
-                        "device {device} is already registered in realm {realm} ({detail}) but its credentials secret is not stored here: unregister it (DELETE /v1/{realm}/agent/devices/{device}) or restore the secret at {secret_path}"
-                    )),
-                    true,
-                ),
-                PairingError::Unauthorized { .. }
-                | PairingError::Forbidden { .. }
-                | PairingError::InvalidToken => {
-                    let token = self.token_file.map(|p| p.display().to_string());
-                    (
-                        missing(format!(
-                            "Pairing rejected the agent token in {}: it needs a valid JWT for realm {realm} allowed to POST agent/devices",
-                            token.unwrap_or_default()
-                        )),
-                        true,
+            ProvisioningError::SecretRefused { .. } => (None, Retry::Now),
+            ProvisioningError::NoToken { lost, source } => {
+                let why = lost.clone().unwrap_or_else(|| {
+                    format!(
+                        "no credentials secret is stored at {}",
+                        self.secret_path.display()
                     )
+                });
+                let token = match source {
+                    NoToken::NotConfigured => "no agent token is available".to_owned(),
+                    other => other.to_string(),
+                };
+                (
+                    missing(format!(
+                        "{why}, and {token}: {token_hint} (data keeps being queued meanwhile)"
+                    )),
+                    Retry::NewToken,
+                )
+            }
+            ProvisioningError::Register { origin, source }
+            | ProvisioningError::Unregister { origin, source } => {
+                let unregistering = matches!(err, ProvisioningError::Unregister { .. });
+                match source {
+                    PairingError::AlreadyRegistered { detail } => (
+                        missing(format!(
+                            "device {device} is already registered in realm {realm} ({detail}) and [recovery] unregister_if_registered is off: unregister it (DELETE /v1/{realm}/agent/devices/{device}) or restore its secret at {}",
+                            self.secret_path.display()
+                        )),
+                        Retry::Slow,
+                    ),
+                    PairingError::Unauthorized { .. }
+                    | PairingError::Forbidden { .. }
+                    | PairingError::InvalidToken => {
+                        let needs = if unregistering {
+                            format!("DELETE on agent/devices/{device}")
+                        } else {
+                            "POST on agent/devices".to_owned()
+                        };
+                        (
+                            missing(format!(
+                                "Pairing refused the agent token from {origin} ({source}): it needs a valid JWT for realm {realm} whose a_pa claim allows {needs}; {token_hint}"
+                            )),
+                            Retry::NewToken,
+                        )
+                    }
+                    other if other.is_retryable() => (None, Retry::Fast),
+                    _ => (None, Retry::Slow),
                 }
-                other => (None, !other.is_retryable()),
-            },
+            }
+            ProvisioningError::Store {
+                source: CredentialsError::Tpm { .. },
+            } => (None, Retry::Fast),
             ProvisioningError::DeviceInfo { source }
             | ProvisioningError::RequestCertificate { source } => match source {
-                PairingError::Unauthorized { .. } | PairingError::Forbidden { .. } => (
-                    missing(format!(
-                        "the stored credentials secret was rejected by Pairing; the device may have been unregistered or registered again elsewhere: restore the right secret at {secret_path}"
-                    )),
-                    true,
-                ),
                 PairingError::NotFound { .. } => (
                     missing(format!(
                         "Pairing doesn't know device {device} in realm {realm}: check the realm, the device id and the Pairing URL"
                     )),
-                    true,
+                    Retry::Slow,
                 ),
-                other => (None, !other.is_retryable()),
+                other if other.is_retryable() => (None, Retry::Fast),
+                _ => (None, Retry::Slow),
             },
-            ProvisioningError::Inhibited => (Some(Phase::Inhibited), true),
-            _ => (None, true),
+            ProvisioningError::Inhibited => (Some(Phase::Inhibited), Retry::Slow),
+            _ => (None, Retry::Slow),
         }
     }
 }

@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rstest::rstest;
@@ -6,6 +6,7 @@ use serde_json::json;
 use url::Url;
 
 use super::*;
+use crate::credentials::{CredentialStore, MemoryKey};
 use crate::pairing::csr;
 use crate::pairing::test_support::{Recorded, Reply, StubServer, TestCa};
 
@@ -103,8 +104,8 @@ impl Rig {
         std::fs::write(self.token_file(), format!("  {TOKEN}\n")).unwrap();
     }
 
-    fn store(&self) -> FileStore {
-        FileStore::open(self.dir.path()).unwrap()
+    fn store(&self) -> CredentialStore {
+        CredentialStore::open_files(self.dir.path()).unwrap()
     }
 
     fn provisioner(&self) -> Provisioner {
@@ -128,13 +129,15 @@ impl Rig {
                 now - Duration::from_secs(secs.unsigned_abs())
             }
         };
-        let (key, cert) = self
+        let key = self.store().device_key().unwrap();
+        let csr = csr::certificate_request(CN, key).unwrap();
+        let cert = self
             .fake
             .lock()
             .unwrap()
             .ca
-            .client_cert(CN, at(from_secs), at(to_secs));
-        self.store().save_certificate(&key, &cert).unwrap();
+            .sign_csr(&csr, CN, at(from_secs), at(to_secs));
+        self.store().save_certificate(&cert).unwrap();
         cert
     }
 }
@@ -156,8 +159,13 @@ fn provisioner_at(url: &Url, dir: &Path, token_file: Option<PathBuf>) -> Provisi
             fastrand::Rng::with_seed(1),
         )
     };
-    Provisioner::new(client, FileStore::open(dir).unwrap(), token_file)
-        .with_backoff(quick(), quick())
+    Provisioner::new(
+        client,
+        CredentialStore::open_files(dir).unwrap(),
+        Arc::new(Tokens::new(token_file)),
+        RecoveryOptions::default(),
+    )
+    .with_backoff(quick(), quick())
 }
 
 /// Records reported phases; cancels when `stop_at` matches one.
@@ -233,8 +241,14 @@ async fn first_start_registers_then_obtains_a_certificate_for_the_device() {
         }
     );
     assert_eq!(ready.secret.expose(), ISSUED_SECRET);
-    let (key, cert) = rig.store().load_certificate().unwrap().unwrap();
-    assert_eq!((key, cert), (ready.key_pem, ready.cert_pem));
+    assert_eq!(
+        rig.store().load_certificate().unwrap(),
+        Some(ready.cert_pem)
+    );
+    assert_eq!(
+        rig.store().device_key().unwrap().public_key(),
+        ready.key.public_key()
+    );
 }
 
 #[tokio::test]
@@ -283,7 +297,7 @@ async fn a_stored_certificate_is_renewed_only_near_its_expiry(
     );
     assert_eq!(ready.cert_pem != old, renewed);
     assert_eq!(
-        rig.store().load_certificate().unwrap().unwrap().1,
+        rig.store().load_certificate().unwrap().unwrap(),
         ready.cert_pem
     );
 }
@@ -293,13 +307,14 @@ async fn a_stored_certificate_for_another_device_is_replaced() {
     let rig = Rig::new().await;
     rig.store_secret();
     let now = SystemTime::now();
-    let (key, cert) =
-        rig.fake
-            .lock()
-            .unwrap()
-            .ca
-            .client_cert("test/other", now - DAY, now + 90 * DAY);
-    rig.store().save_certificate(&key, &cert).unwrap();
+    let csr = csr::certificate_request("test/other", rig.store().device_key().unwrap()).unwrap();
+    let cert = rig
+        .fake
+        .lock()
+        .unwrap()
+        .ca
+        .sign_csr(&csr, "test/other", now - DAY, now + 90 * DAY);
+    rig.store().save_certificate(&cert).unwrap();
     let ready = Reporter::never().run(&mut rig.provisioner()).await.unwrap();
     assert_eq!(ready.cert_info.common_name, CN);
     assert_eq!(rig.server.calls(), [INFO, CREDENTIALS]);
@@ -309,9 +324,15 @@ async fn a_stored_certificate_for_another_device_is_replaced() {
 async fn a_stored_certificate_that_does_not_match_its_key_is_replaced() {
     let rig = Rig::new().await;
     rig.store_secret();
-    let cert = rig.store_certificate(-86_400, 90 * 86_400);
-    let (other_key, _) = csr::generate_key_and_csr(CN).unwrap();
-    rig.store().save_certificate(&other_key, &cert).unwrap();
+    let now = SystemTime::now();
+    let other = csr::certificate_request(CN, Arc::new(MemoryKey::generate().unwrap())).unwrap();
+    let cert = rig
+        .fake
+        .lock()
+        .unwrap()
+        .ca
+        .sign_csr(&other, CN, now - DAY, now + 90 * DAY);
+    rig.store().save_certificate(&cert).unwrap();
     let ready = Reporter::never().run(&mut rig.provisioner()).await.unwrap();
     assert_ne!(ready.cert_pem, cert);
 }
@@ -367,7 +388,7 @@ async fn a_token_file_written_later_is_picked_up() {
 }
 
 #[tokio::test]
-async fn an_already_registered_device_without_a_secret_explains_how_to_recover() {
+async fn with_unregistering_off_an_already_registered_device_explains_how_to_recover() {
     let rig = Rig::new().await;
     rig.write_token();
     rig.fake.lock().unwrap().register_reply = Some(Reply::json(
@@ -375,7 +396,9 @@ async fn an_already_registered_device_without_a_secret_explains_how_to_recover()
         json!({"errors": {"detail": "Device already registered"}}),
     ));
     let reporter = Reporter::new(is_missing);
-    let result = reporter.run(&mut rig.provisioner()).await;
+    let mut provisioner = rig.provisioner();
+    provisioner.options.unregister_if_registered = false;
+    let result = reporter.run(&mut provisioner).await;
     assert!(
         matches!(result, Err(ProvisioningError::Cancelled)),
         "{result:?}"
@@ -388,7 +411,7 @@ async fn an_already_registered_device_without_a_secret_explains_how_to_recover()
 }
 
 #[tokio::test]
-async fn a_rejected_stored_secret_is_reported_and_kept() {
+async fn a_rejected_stored_secret_without_a_token_is_reported_and_kept() {
     let rig = Rig::new().await;
     let other = CredentialsSecret::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
     rig.store().save_secret(&other).unwrap();
@@ -398,11 +421,12 @@ async fn a_rejected_stored_secret_is_reported_and_kept() {
         matches!(result, Err(ProvisioningError::Cancelled)),
         "{result:?}"
     );
+    let reason = reporter.missing_reason();
     assert!(
-        reporter.missing_reason().contains("rejected"),
-        "{}",
-        reporter.missing_reason()
+        reason.contains("refused the stored credentials secret"),
+        "{reason}"
     );
+    assert!(reason.contains("agent-token"), "{reason}");
     assert_eq!(rig.store().load_secret().unwrap(), Some(other));
 }
 

@@ -6,8 +6,23 @@ use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConnection, ServerConfig, ServerConnection};
 
+use rustls::pki_types::PrivateKeyDer;
+
 use super::*;
+use crate::credentials::MemoryKey;
 use crate::pairing::test_support::TestCa;
+
+/// A client certificate issued to a fresh in-memory device key.
+fn device_certificate(
+    ca: &TestCa,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> (Arc<dyn DeviceKey>, String) {
+    let key: Arc<dyn DeviceKey> = Arc::new(MemoryKey::generate().unwrap());
+    let csr = crate::pairing::csr::certificate_request("test/dev", key.clone()).unwrap();
+    let cert = ca.sign_csr(&csr, "test/dev", not_before, not_after);
+    (key, cert)
+}
 
 const HOST: &str = "pairing.test";
 
@@ -136,12 +151,12 @@ fn http_config_rejects_a_certificate_for_another_name() {
 fn mqtt_config_authenticates_to_a_tls12_only_broker_with_the_client_certificate() {
     let ca = TestCa::new("ca");
     let now = SystemTime::now();
-    let (key, cert) = ca.client_cert(
-        "test/dev",
+    let (key, cert) = device_certificate(
+        &ca,
         now - Duration::from_secs(60),
         now + Duration::from_secs(3600),
     );
-    let client = mqtt_config(roots_for(&ca), &cert, &key).unwrap();
+    let client = mqtt_config(roots_for(&ca), &cert, key).unwrap();
     let server = server_config(&ca, &[&rustls::version::TLS12], Some(&ca));
     let server = handshake(client, server, HOST).unwrap();
     assert_eq!(
@@ -177,19 +192,20 @@ fn a_ca_file_without_certificates_is_an_error_naming_it() {
 }
 
 #[test]
-fn mqtt_config_refuses_an_unusable_key() {
+fn mqtt_config_refuses_a_certificate_of_another_key() {
     let ca = TestCa::new("ca");
     let now = SystemTime::now();
-    let (_, cert) = ca.client_cert("test/dev", now, now + Duration::from_secs(60));
-    let err = mqtt_config(roots_for(&ca), &cert, &Secret::new("garbage")).unwrap_err();
-    assert!(matches!(err, TlsError::InvalidClientKey { .. }), "{err:?}");
+    let (_, cert) = device_certificate(&ca, now, now + Duration::from_secs(60));
+    let other: Arc<dyn DeviceKey> = Arc::new(MemoryKey::generate().unwrap());
+    let err = mqtt_config(roots_for(&ca), &cert, other).unwrap_err();
+    assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
 }
 
 #[test]
 fn mqtt_config_refuses_an_empty_certificate_chain() {
     let ca = TestCa::new("ca");
     let now = SystemTime::now();
-    let (key, _) = ca.client_cert("test/dev", now, now + Duration::from_secs(60));
-    let err = mqtt_config(roots_for(&ca), "", &key).unwrap_err();
+    let (key, _) = device_certificate(&ca, now, now + Duration::from_secs(60));
+    let err = mqtt_config(roots_for(&ca), "", key).unwrap_err();
     assert!(matches!(err, TlsError::MissingClientCertificate), "{err:?}");
 }

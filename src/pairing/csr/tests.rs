@@ -5,7 +5,15 @@ use openssl::pkey::PKey;
 use openssl::x509::X509Req;
 
 use super::*;
+use crate::credentials::MemoryKey;
 use crate::pairing::test_support::TestCa;
+
+/// A fresh in-memory key and a CSR it signed for `cn`.
+fn key_and_csr(cn: &str) -> (Arc<MemoryKey>, String) {
+    let key = Arc::new(MemoryKey::generate().unwrap());
+    let csr = certificate_request(cn, key.clone()).unwrap();
+    (key, csr)
+}
 
 const CN: &str = "test/2TBn-jNESuuHamE2Zo1anA";
 
@@ -15,7 +23,7 @@ fn whole_seconds(time: SystemTime) -> SystemTime {
 
 #[test]
 fn the_csr_is_signed_by_a_p256_key_with_sha256_and_names_only_the_cn() {
-    let (key, csr_pem) = generate_key_and_csr(CN).unwrap();
+    let (key, csr_pem) = key_and_csr(CN);
     let csr = X509Req::from_pem(csr_pem.as_bytes()).unwrap();
     let public = csr.public_key().unwrap();
     assert!(csr.verify(&public).unwrap());
@@ -29,15 +37,14 @@ fn the_csr_is_signed_by_a_p256_key_with_sha256_and_names_only_the_cn() {
         .map(|e| (e.object().nid(), e.data().to_string().unwrap()))
         .collect();
     assert_eq!(names, vec![(Nid::COMMONNAME, CN.to_owned())]);
-    let private = PKey::private_key_from_pem(key.expose().as_bytes()).unwrap();
+    let private = PKey::private_key_from_pem(key.to_pem().expose().as_bytes()).unwrap();
     assert!(public.public_eq(&private));
-    assert!(key.expose().starts_with("-----BEGIN PRIVATE KEY-----"));
 }
 
 #[test]
 fn a_cn_longer_than_64_characters_is_accepted() {
     let cn = format!("{}/2TBn-jNESuuHamE2Zo1anA", "r".repeat(48));
-    let (_, csr_pem) = generate_key_and_csr(&cn).unwrap();
+    let (_, csr_pem) = key_and_csr(&cn);
     let csr = X509Req::from_pem(csr_pem.as_bytes()).unwrap();
     let entry = csr.subject_name().entries().next().unwrap();
     assert_eq!(entry.data().to_string().unwrap(), cn);
@@ -46,11 +53,11 @@ fn a_cn_longer_than_64_characters_is_accepted() {
 #[test]
 fn inspect_reads_the_cn_and_validity_of_a_matching_certificate() {
     let ca = TestCa::new("ca");
-    let (key, csr) = generate_key_and_csr("ignored").unwrap();
+    let (key, csr) = key_and_csr("ignored");
     let not_before = whole_seconds(SystemTime::now() - Duration::from_secs(60));
     let not_after = not_before + Duration::from_secs(90 * 86_400);
     let cert = ca.sign_csr(&csr, CN, not_before, not_after);
-    let info = inspect_certificate(&cert, &key).unwrap();
+    let info = inspect_certificate(&cert, key.public_key()).unwrap();
     assert_eq!(
         info,
         CertificateInfo {
@@ -64,11 +71,13 @@ fn inspect_reads_the_cn_and_validity_of_a_matching_certificate() {
 #[test]
 fn validity_before_1970_is_represented() {
     let ca = TestCa::new("ca");
-    let (key, csr) = generate_key_and_csr(CN).unwrap();
+    let (key, csr) = key_and_csr(CN);
     let not_before = UNIX_EPOCH - Duration::from_secs(86_400 + 5);
     let cert = ca.sign_csr(&csr, CN, not_before, UNIX_EPOCH + Duration::from_secs(5));
     assert_eq!(
-        inspect_certificate(&cert, &key).unwrap().not_before,
+        inspect_certificate(&cert, key.public_key())
+            .unwrap()
+            .not_before,
         not_before
     );
 }
@@ -76,21 +85,22 @@ fn validity_before_1970_is_represented() {
 #[test]
 fn a_certificate_for_another_key_is_a_mismatch() {
     let ca = TestCa::new("ca");
-    let (_, csr) = generate_key_and_csr(CN).unwrap();
-    let (other_key, _) = generate_key_and_csr(CN).unwrap();
+    let (_, csr) = key_and_csr(CN);
+    let (other_key, _) = key_and_csr(CN);
     let now = SystemTime::now();
     let cert = ca.sign_csr(&csr, CN, now, now + Duration::from_secs(3600));
-    let err = inspect_certificate(&cert, &other_key).unwrap_err();
+    let err = inspect_certificate(&cert, other_key.public_key()).unwrap_err();
     assert!(matches!(err, CsrError::KeyMismatch), "{err:?}");
 }
 
 #[test]
 fn a_pem_with_two_certificates_is_refused() {
     let ca = TestCa::new("ca");
-    let (key, csr) = generate_key_and_csr(CN).unwrap();
+    let (key, csr) = key_and_csr(CN);
     let now = SystemTime::now();
     let cert = ca.sign_csr(&csr, CN, now, now + Duration::from_secs(3600));
-    let err = inspect_certificate(&format!("{cert}{}", ca.cert_pem()), &key).unwrap_err();
+    let err =
+        inspect_certificate(&format!("{cert}{}", ca.cert_pem()), key.public_key()).unwrap_err();
     assert!(
         matches!(err, CsrError::CertificateCount { count: 2 }),
         "{err:?}"
@@ -99,8 +109,8 @@ fn a_pem_with_two_certificates_is_refused() {
 
 #[test]
 fn garbage_is_not_a_certificate() {
-    let (key, _) = generate_key_and_csr(CN).unwrap();
-    let err = inspect_certificate("not a certificate", &key).unwrap_err();
+    let (key, _) = key_and_csr(CN);
+    let err = inspect_certificate("not a certificate", key.public_key()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -111,11 +121,20 @@ fn garbage_is_not_a_certificate() {
 }
 
 #[test]
-fn a_garbage_key_is_a_key_error() {
-    let ca = TestCa::new("ca");
-    let (_, csr) = generate_key_and_csr(CN).unwrap();
-    let now = SystemTime::now();
-    let cert = ca.sign_csr(&csr, CN, now, now + Duration::from_secs(3600));
-    let err = inspect_certificate(&cert, &Secret::new("garbage")).unwrap_err();
-    assert!(matches!(err, CsrError::ParseKey { .. }), "{err:?}");
+fn a_failing_signer_is_a_generate_error() {
+    #[derive(Debug)]
+    struct Broken(Vec<u8>);
+    impl DeviceKey for Broken {
+        fn public_key(&self) -> &[u8] {
+            &self.0
+        }
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::credentials::SignError> {
+            Err(crate::credentials::SignError {
+                reason: "TPM gone".into(),
+            })
+        }
+    }
+    let (key, _) = key_and_csr(CN);
+    let err = certificate_request(CN, Arc::new(Broken(key.public_key().to_vec()))).unwrap_err();
+    assert!(matches!(err, CsrError::Generate { .. }), "{err:?}");
 }
