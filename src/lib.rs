@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod credentials;
 pub mod data;
 pub mod dbus;

@@ -15,19 +15,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::api::DeviceApi;
-use crate::backoff::Backoff;
 use crate::config::{BusKind, Config};
+use crate::connection::Connection;
 use crate::dbus::{self, service::DeviceService};
 use crate::interface::runtime::{self, LiveRegistry};
 use crate::notify::notify;
 use crate::pairing::PairingClient;
 use crate::properties::PropertyStore;
+use crate::provisioning::Provisioner;
 use crate::provisioning::Tokens;
-use crate::provisioning::{Phase, Provisioner};
 use crate::queue::Queue;
-use crate::state::{AgentState, StateRx, StateTx};
+use crate::state::{AgentState, StateRx};
 use crate::store::Store;
-use crate::transport::session::{self, Endpoint, ServerEvents, SessionContext, SessionEnd};
+use crate::transport::session::{ServerEvents, SessionContext};
 use crate::transport::topic::Topics;
 use crate::{credentials::CredentialStore, tls};
 
@@ -36,9 +36,6 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 const PAIRING_TIMEOUT: Duration = Duration::from_secs(30);
 /// Server data waiting for the D-Bus signal forwarder; beyond it signals are dropped and counted.
 pub const SIGNAL_QUEUE: usize = 1024;
-/// Delay after the broker refuses the client certificate, growing while it keeps refusing.
-const REJECTION_BACKOFF_BASE: Duration = Duration::from_secs(2);
-const REJECTION_BACKOFF_MAX: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -210,17 +207,14 @@ async fn serve(
         }
         .in_current_span(),
     );
-    tasks.spawn(
-        connection_loop(
-            provisioner,
-            context,
-            roots,
-            state_tx,
-            health,
-            cancel.clone(),
-        )
-        .in_current_span(),
-    );
+    let link = Connection {
+        provisioner,
+        context,
+        roots,
+        state: state_tx,
+        health,
+    };
+    tasks.spawn(link.run(cancel.clone()).in_current_span());
     notify("READY=1");
 
     tokio::pin!(shutdown);
@@ -264,92 +258,6 @@ async fn serve(
     // Commits what is pending (acknowledged rows) before the process exits.
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
     outcome
-}
-
-/// Provisions credentials and runs sessions until cancelled.
-async fn connection_loop(
-    mut provisioner: Provisioner,
-    context: SessionContext,
-    roots: Arc<rustls::RootCertStore>,
-    state: StateTx,
-    health: Arc<crate::health::Health>,
-    cancel: CancellationToken,
-) -> Result<(), String> {
-    let report = |phase: Phase| {
-        let next = match phase {
-            Phase::Registering => AgentState::Registering,
-            Phase::ObtainingCredentials => AgentState::ObtainingCredentials,
-            Phase::CredentialsMissing { reason } => {
-                tracing::error!(%reason, "waiting for credentials");
-                AgentState::CredentialsMissing
-            }
-            Phase::Inhibited => {
-                tracing::error!(
-                    "Pairing refuses to issue credentials to this device (inhibited); an operator must re-enable it in Astarte"
-                );
-                AgentState::Inhibited
-            }
-        };
-        state.send_replace(next);
-    };
-    let mut rejections = Backoff::new(REJECTION_BACKOFF_BASE, REJECTION_BACKOFF_MAX);
-    let mut consecutive_rejections = 0;
-    loop {
-        state.send_replace(AgentState::ObtainingCredentials);
-        let ready = match provisioner.ensure_credentials(&report, &cancel).await {
-            Ok(ready) => ready,
-            Err(_) if cancel.is_cancelled() => return Ok(()),
-            Err(error) => return Err(format!("provisioning: {error}")),
-        };
-        let tls = match tls::mqtt_config(roots.clone(), &ready.cert_pem, ready.key.clone()) {
-            Ok(config) => Arc::new(config),
-            Err(error) => {
-                tracing::error!(%error, "the stored client certificate is unusable; requesting a new one");
-                provisioner.invalidate_certificate().await;
-                continue;
-            }
-        };
-        health.set_credentials(
-            format!("{}:{}", ready.broker.host, ready.broker.port),
-            ready.cert_info.not_after,
-        );
-        let endpoint = Endpoint {
-            host: ready.broker.host.clone(),
-            port: ready.broker.port,
-            tls,
-            renew_at: ready.renew_at,
-        };
-        match session::run(&context, endpoint, &cancel).await {
-            SessionEnd::Shutdown => return Ok(()),
-            SessionEnd::Failed => {
-                return Err("the MQTT connection task stopped unexpectedly".into());
-            }
-            // The stored certificate is now due: provisioning renews it (or keeps it while
-            // Pairing can't be reached).
-            SessionEnd::RenewCertificate => {
-                consecutive_rejections = 0;
-                rejections.reset();
-            }
-            SessionEnd::CertificateRejected { had_connected } => {
-                if had_connected {
-                    rejections.reset();
-                    consecutive_rejections = 0;
-                }
-                consecutive_rejections += 1;
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    _ = provisioner.certificate_rejected(&ready, consecutive_rejections) => {}
-                }
-                // Every new certificate revokes the previous one: never hammer Pairing or
-                // the broker when the broker keeps refusing.
-                let delay = rejections.next_delay();
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
 }
 
 /// The next SIGHUP; never, without a handler.

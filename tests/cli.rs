@@ -151,3 +151,15 @@ async fn status_tells_healthy_degraded_and_not_running_apart() {
         degraded.stdout
     );
 }
+
+#[tokio::test]
+async fn check_config_refuses_the_tpm_backend_in_a_build_without_it() {
+    if cfg!(feature = "tpm") {
+        return;
+    }
+    let env = TestEnv::new().await;
+    env.write_config("[credentials]\nbackend = \"tpm\"\n");
+    let output = env.cli(&["check-config"]).await;
+    assert!(!output.status.success());
+    assert!(output.stderr.contains("`tpm` feature"), "{}", output.stderr);
+}

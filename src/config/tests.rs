@@ -139,3 +139,47 @@ fn store_queue_bound_is_read_and_checked() {
     );
     assert!(Config::parse(&format!("{MINIMAL}[store]\nmax_queue = 1\n")).is_err());
 }
+
+#[test]
+fn credentials_and_recovery_default_to_files_and_unregistering() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.credentials, BackendKind::File);
+    assert!(config.recovery.unregister_if_registered);
+    let config = Config::parse(&format!(
+        "{MINIMAL}[credentials]\nbackend = \"file\"\n[recovery]\nunregister_if_registered = false\n"
+    ))
+    .unwrap();
+    assert!(!config.recovery.unregister_if_registered);
+}
+
+#[test]
+fn the_tpm_backend_takes_a_tcti_and_needs_the_feature() {
+    let text = format!(
+        "{MINIMAL}[credentials]\nbackend = \"tpm\"\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\n"
+    );
+    match Config::parse(&text) {
+        Ok(config) => {
+            assert!(cfg!(feature = "tpm"));
+            assert_eq!(
+                config.credentials,
+                BackendKind::Tpm {
+                    tcti: "swtpm:host=127.0.0.1,port=2321".into()
+                }
+            );
+        }
+        Err(error) => {
+            assert!(!cfg!(feature = "tpm"), "{error}");
+            assert!(matches!(error, ConfigError::TpmNotBuilt), "{error}");
+            assert!(error.to_string().contains("`tpm` feature"), "{error}");
+        }
+    }
+    let bad = format!("{MINIMAL}[credentials]\ntcti = \"not a tcti\"\n");
+    assert!(matches!(Config::parse(&bad), Err(ConfigError::Tcti(_))));
+    let unknown = format!("{MINIMAL}[credentials]\nbackend = \"hsm\"\n");
+    assert!(
+        Config::parse(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("backend")
+    );
+}

@@ -51,6 +51,7 @@ pub trait Device {
     fn list_properties(&self, interface: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
     fn add_interface(&self, json: &str) -> zbus::Result<()>;
     fn remove_interface(&self, name: &str) -> zbus::Result<()>;
+    fn register(&self, token: &str) -> zbus::Result<()>;
 
     #[zbus(signal)]
     fn data_received(

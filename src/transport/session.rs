@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, Event, Incoming, MqttOptions, Outgoing, SubscribeReasonCode, TlsConfiguration,
@@ -101,20 +101,16 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub tls: Arc<rustls::ClientConfig>,
-    /// When the client certificate must be renewed.
-    pub renew_at: SystemTime,
 }
 
 /// Why a session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SessionEnd {
+    /// `cancel` fired: the agent stops, or new credentials replace these.
     Shutdown,
-    RenewCertificate,
     /// The broker refused the client certificate; `had_connected` tells whether it had
     /// accepted it earlier in this session.
-    CertificateRejected {
-        had_connected: bool,
-    },
+    CertificateRejected { had_connected: bool },
     /// The MQTT driver stopped unexpectedly (a bug): the daemon exits with an error.
     Failed,
 }
@@ -167,7 +163,7 @@ pub async fn run(
         delivered: Vec::new(),
     };
     context.state.send_replace(AgentState::Connecting);
-    let end = session.run(endpoint.renew_at, cancel).await;
+    let end = session.run(cancel).await;
     session.close(driver, stop_driver).await;
     end
 }
@@ -200,21 +196,12 @@ pub(super) struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn run(&mut self, renew_at: SystemTime, cancel: &CancellationToken) -> SessionEnd {
-        let renew_in = renew_at
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        let renew = tokio::time::sleep(renew_in);
-        tokio::pin!(renew);
+    async fn run(&mut self, cancel: &CancellationToken) -> SessionEnd {
         loop {
             let can_feed = self.ready && self.tracker.outstanding() < MAX_OUTSTANDING;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return SessionEnd::Shutdown,
-                _ = &mut renew => {
-                    tracing::info!("the client certificate is due for renewal");
-                    return SessionEnd::RenewCertificate;
-                }
                 event = self.events.recv() => match event {
                     Some(event) => {
                         if let Some(end) = self.on_event(event) {
