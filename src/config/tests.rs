@@ -157,21 +157,18 @@ fn the_tpm_backend_takes_a_tcti_and_needs_the_feature() {
     let text = format!(
         "{MINIMAL}[credentials]\nbackend = \"tpm\"\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\n"
     );
-    match Config::parse(&text) {
-        Ok(config) => {
-            assert!(cfg!(feature = "tpm"));
-            assert_eq!(
-                config.credentials,
-                BackendKind::Tpm {
-                    tcti: "swtpm:host=127.0.0.1,port=2321".into()
-                }
-            );
-        }
-        Err(error) => {
-            assert!(!cfg!(feature = "tpm"), "{error}");
-            assert!(matches!(error, ConfigError::TpmNotBuilt), "{error}");
-            assert!(error.to_string().contains("`tpm` feature"), "{error}");
-        }
+    let parsed = Config::parse(&text);
+    if cfg!(feature = "tpm") {
+        assert_eq!(
+            parsed.unwrap().credentials,
+            BackendKind::Tpm {
+                tcti: "swtpm:host=127.0.0.1,port=2321".into()
+            }
+        );
+    } else {
+        let error = parsed.unwrap_err();
+        assert!(matches!(error, ConfigError::TpmNotBuilt), "{error}");
+        assert!(error.to_string().contains("`tpm` feature"), "{error}");
     }
     let bad = format!("{MINIMAL}[credentials]\ntcti = \"not a tcti\"\n");
     assert!(matches!(Config::parse(&bad), Err(ConfigError::Tcti(_))));
