@@ -345,7 +345,7 @@ impl Provisioner {
         match self.client.device_info(secret).await {
             Ok(info) if info.status == DeviceStatus::Inhibited => Err(ProvisioningError::Inhibited),
             Ok(info) => {
-                let broker = info.broker_url.clone();
+                let broker = info.broker_url.to_string();
                 let saved = self.on_store(move |store| store.save_broker(&broker)).await;
                 if let Err(err) = saved.and_then(|saved| saved.map_err(ProvisioningError::from)) {
                     warn!(error = %crate::error_chain::error_chain(&err), "couldn't remember the broker URL");
@@ -353,7 +353,10 @@ impl Provisioner {
                 Ok(info.broker_url)
             }
             Err(source) if source.is_retryable() => {
-                match self.on_store(|store| store.load_broker()).await {
+                let cached = self.on_store(|store| store.load_broker()).await;
+                // Saved as `host:port` (BrokerUrl's display form).
+                let parsed = |text: String| BrokerUrl::parse(&format!("mqtts://{text}")).ok();
+                match cached.map(|loaded| loaded.map(|text| text.and_then(parsed))) {
                     Ok(Ok(Some(cached))) => {
                         warn!(error = %crate::error_chain::error_chain(&source), broker = %cached, "Pairing is unreachable; using the broker it named last time");
                         Ok(cached)

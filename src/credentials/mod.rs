@@ -24,8 +24,6 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::pairing::BrokerUrl;
-
 pub use file::FileBackend;
 pub use key::{CsrSigner, DeviceKey, MemoryKey, SignError};
 pub use secret::{CredentialsSecret, InvalidSecret, Secret};
@@ -198,22 +196,19 @@ impl CredentialStore {
         remove(&self.dir.join(CERT_FILE))
     }
 
-    /// The broker Pairing named last time (`host:port`), so a restart can connect while
-    /// Pairing is unreachable. Unreadable content counts as none.
-    pub fn load_broker(&self) -> Result<Option<BrokerUrl>, CredentialsError> {
-        let Some(bytes) = read_private(&self.dir.join(BROKER_FILE))? else {
-            return Ok(None);
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        Ok(BrokerUrl::parse(&format!("mqtts://{}", text.trim())).ok())
+    /// The broker Pairing named last time, as saved (provisioning parses it), so a restart
+    /// can connect while Pairing is unreachable.
+    pub fn load_broker(&self) -> Result<Option<String>, CredentialsError> {
+        Ok(read_private(&self.dir.join(BROKER_FILE))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned()))
     }
 
     /// Remembers the broker; written only when it changed (flash wear).
-    pub fn save_broker(&self, broker: &BrokerUrl) -> Result<(), CredentialsError> {
-        if self.load_broker()?.as_ref() == Some(broker) {
+    pub fn save_broker(&self, broker: &str) -> Result<(), CredentialsError> {
+        if self.load_broker()?.as_deref() == Some(broker) {
             return Ok(());
         }
-        write_private(&self.dir.join(BROKER_FILE), broker.to_string().as_bytes())
+        write_private(&self.dir.join(BROKER_FILE), broker.as_bytes())
     }
 
     /// Removes every stale credential artifact: the backend's secret and key, the

@@ -140,9 +140,7 @@ fn wipe_removes_exactly_the_credential_artifacts() {
     store.save_secret(&secret()).unwrap();
     store.device_key().unwrap();
     store.save_certificate("c").unwrap();
-    store
-        .save_broker(&crate::pairing::BrokerUrl::parse("mqtts://broker.test:8883").unwrap())
-        .unwrap();
+    store.save_broker("broker.test:8883").unwrap();
     store.mark_recovery().unwrap();
     fs::write(root.path().join("agent.db"), "queued data").unwrap();
     fs::create_dir(root.path().join("interfaces")).unwrap();
