@@ -16,6 +16,7 @@ use crate::health::Health;
 use crate::provisioning::{Phase, Provisioner, Ready};
 use crate::state::{AgentState, StateTx};
 use crate::tls;
+use crate::transport::resume::ResumeRecord;
 use crate::transport::session::{self, Endpoint, SessionContext, SessionEnd};
 
 /// Delay after the broker refuses the client certificate, growing while it keeps refusing.
@@ -68,6 +69,7 @@ impl Connection {
                 host: ready.broker.host.clone(),
                 port: ready.broker.port,
                 tls,
+                resume: ResumeRecord::in_dir(self.provisioner.store().dir()),
             };
             let (end, next) = self.session_renewing(endpoint, &ready, &cancel).await;
             renewed = next;

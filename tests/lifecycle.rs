@@ -25,7 +25,7 @@ async fn restart_reuses_credentials_and_resends_device_properties() {
         agent.log()
     );
 
-    let (_agent, proxy) = env.start_connected_agent().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
     let pairing = env.sandbox.pairing();
     assert_eq!(
         pairing.registrations(&env.device_id),
@@ -37,8 +37,16 @@ async fn restart_reuses_credentials_and_resends_device_properties() {
         1,
         "no second certificate"
     );
+    assert!(
+        agent.log().contains("resuming the broker session"),
+        "a clean stop lets the next start resume the broker session:\n{}",
+        agent.log()
+    );
 
-    // The second handshake lists the stored property and resends its value.
+    // After a crash the session starts clean: the handshake lists the stored property and
+    // resends its value.
+    agent.stop_with(Signal::SIGKILL).await;
+    let (_agent, proxy) = env.start_connected_agent().await;
     let purge_topic = format!("{}/control/producer/properties", env.base_topic());
     observed(&mut observer, &purge_topic).await;
     let second_purge = observed(&mut observer, &purge_topic).await;
@@ -219,8 +227,9 @@ async fn resumed_broker_session_skips_the_handshake_and_keeps_data_flowing() {
     .await;
     let (agent, proxy) = env.start_connected_agent().await;
     let base = env.base_topic();
-    // The first connection is clean (a new rumqttc state must not resume an older one), so
-    // the persistent session starts with the second connection.
+    // The first connection only wipes what the broker kept (a new rumqttc state must not
+    // resume an older one); the agent then reconnects keeping the session, which the broker
+    // restarts don't lose.
     for _ in 0..2 {
         let mut states = StateWatcher::new(&proxy).await;
         env.sandbox.restart_broker().await.unwrap();
@@ -244,14 +253,14 @@ async fn resumed_broker_session_skips_the_handshake_and_keeps_data_flowing() {
             _ => None,
         })
         .collect();
-    assert_eq!(sessions, [false, false, true], "{events:#?}");
+    assert_eq!(sessions, [false, false, true, true], "{events:#?}");
     let introspections = events
         .iter()
         .filter(|event| matches!(event, BrokerEvent::Publish(p) if p.topic == base))
         .count();
     assert_eq!(
         introspections,
-        2,
+        1,
         "no handshake when the broker kept the session:\n{}",
         agent.log()
     );

@@ -193,6 +193,7 @@ async fn malformed_server_payloads_are_dropped_without_disturbing_the_session() 
     let observer = env.observer().await;
     let (agent, proxy) = env.start_connected_agent().await;
     let mut data = proxy.receive_data_received().await.unwrap();
+    let connected_before = connects(&env);
     let bad: Vec<(String, Vec<u8>)> = vec![
         (
             env.topic(SERVER_DATASTREAM, "/a/command"),
@@ -242,15 +243,9 @@ async fn malformed_server_payloads_are_dropped_without_disturbing_the_session() 
         "only the valid message is delivered"
     );
 
-    let connects = env
-        .sandbox
-        .device_events(&env.base_topic())
-        .iter()
-        .filter(|e| matches!(e, BrokerEvent::Connected { .. }))
-        .count();
     assert_eq!(
-        connects,
-        1,
+        connects(&env),
+        connected_before,
         "the session was never dropped:\n{}",
         agent.log()
     );
@@ -286,5 +281,75 @@ async fn empty_binaryblob_on_a_server_property_is_an_unset() {
     assert_eq!(
         error_name(proxy.get_property(SERVER_PROPERTIES, "/key").await),
         "org.astarte_platform.Agent1.Error.NotSet"
+    );
+}
+
+/// Connections the broker accepted from the agent so far.
+fn connects(env: &TestEnv) -> usize {
+    env.sandbox
+        .device_events(&env.base_topic())
+        .iter()
+        .filter(|e| matches!(e, BrokerEvent::Connected { .. }))
+        .count()
+}
+
+/// Polls a server-owned property until it has a value (server data arrives asynchronously).
+async fn wait_for_property(proxy: &DeviceProxy<'_>, interface: &str, path: &str) -> OwnedValue {
+    let wait = async {
+        loop {
+            if let Ok(value) = proxy.get_property(interface, path).await {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("the property never arrived"))
+}
+
+#[tokio::test]
+async fn data_published_while_the_agent_was_stopped_cleanly_arrives_after_the_restart() {
+    let env = TestEnv::new().await;
+    let observer = env.observer().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    assert!(agent.stop().await.success());
+    assert!(env.path("store/credentials/mqtt-session").exists());
+    // Astarte queues it in the device's session while the device is down (e.g. rebooting).
+    observer
+        .publish(
+            &env.topic(SERVER_PROPERTIES, "/sampling"),
+            bson(doc! {"v": 17i32}),
+            1,
+        )
+        .await
+        .unwrap();
+    let (agent, proxy) = env.start_connected_agent().await;
+    assert_eq!(
+        wait_for_property(&proxy, SERVER_PROPERTIES, "/sampling").await,
+        OwnedValue::from(17i32)
+    );
+    assert!(
+        agent.log().contains("resuming the broker session"),
+        "{}",
+        agent.log()
+    );
+    assert!(
+        !env.path("store/credentials/mqtt-session").exists(),
+        "the record is consumed at start: a crash now must start clean"
+    );
+}
+
+#[tokio::test]
+async fn after_a_crash_the_session_starts_clean() {
+    let env = TestEnv::new().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    agent.stop_with(nix::sys::signal::Signal::SIGKILL).await;
+    assert!(!env.path("store/credentials/mqtt-session").exists());
+    let (agent, _proxy) = env.start_connected_agent().await;
+    assert!(
+        agent.log().contains("running the session handshake"),
+        "{}",
+        agent.log()
     );
 }

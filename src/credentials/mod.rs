@@ -31,6 +31,8 @@ pub use secret::{CredentialsSecret, InvalidSecret, Secret};
 const DIR_NAME: &str = "credentials";
 const CERT_FILE: &str = "client.crt";
 const BROKER_FILE: &str = "broker";
+/// Written by a clean stop when the broker's session may be resumed (`transport::resume`).
+pub const MQTT_SESSION_FILE: &str = "mqtt-session";
 /// Present while a recovery is under way (see `provisioning::recovery`).
 const RECOVERY_MARKER: &str = "recovering";
 const DIR_MODE: u32 = 0o700;
@@ -212,11 +214,11 @@ impl CredentialStore {
     }
 
     /// Removes every stale credential artifact: the backend's secret and key, the
-    /// certificate and the remembered broker. Nothing else in the store directory is touched.
-    /// Idempotent.
+    /// certificate, the remembered broker, and the record that the broker's MQTT session may
+    /// be resumed. Nothing else in the store directory is touched. Idempotent.
     pub fn wipe(&self) -> Result<(), CredentialsError> {
         let backend = self.backend.artifacts().iter().copied();
-        for name in backend.chain([CERT_FILE, BROKER_FILE]) {
+        for name in backend.chain([CERT_FILE, BROKER_FILE, MQTT_SESSION_FILE]) {
             remove(&self.dir.join(name))?;
         }
         Ok(())

@@ -93,12 +93,20 @@ pub async fn drive(
             polled = eventloop.poll() => polled,
         };
         let event = match polled {
+            // A clean connection only wipes what the broker kept; its own session would end
+            // with it (MQTT 3.1.1), so nothing could ever be resumed. Drop it at once and
+            // connect again keeping the session: the handshake then builds a session that
+            // outlives this connection and this process (see resume.rs).
+            Ok(Event::Incoming(Packet::ConnAck(_))) if eventloop.mqtt_options.clean_session() => {
+                eventloop.clean();
+                eventloop.mqtt_options.set_clean_session(false);
+                tracing::debug!("broker session wiped; reconnecting to start a lasting one");
+                continue;
+            }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 generation += 1;
                 link.set(generation);
                 connected_at = Some(Instant::now());
-                // Only the first connection of an event loop starts clean (see session.rs).
-                eventloop.mqtt_options.set_clean_session(false);
                 if !ack.session_present {
                     // rumqttc keeps a parked publish across a lost session; the session logic
                     // requeues it, so drop it here or rumqttc would stop taking requests.

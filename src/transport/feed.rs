@@ -85,7 +85,9 @@ impl Session<'_> {
             Step::Subscribe(filters) => self.client.try_subscribe_many(
                 filters
                     .iter()
-                    .map(|filter| rumqttc::SubscribeFilter::new(filter.clone(), QoS::ExactlyOnce)),
+                    // QoS 1 at most: rumqttc can't resume an inbound QoS 2 exchange
+                    // across processes (see resume.rs).
+                    .map(|filter| rumqttc::SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce)),
             ),
             Step::Publish { topic, payload } => {
                 self.client

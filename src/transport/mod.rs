@@ -5,6 +5,7 @@ mod feed;
 pub mod handshake;
 mod poison;
 pub mod receive;
+pub mod resume;
 pub mod session;
 pub mod topic;
 pub mod tracker;

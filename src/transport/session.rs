@@ -3,9 +3,11 @@
 //! messages out as fast as acknowledgements allow, and hands server data to D-Bus.
 //!
 //! Sessions: the first connection of a session starts clean (rumqttc's in-memory state is new,
-//! so half-finished QoS 2 exchanges of an earlier process must not be resumed); later
-//! reconnections ask the broker to keep the session, so QoS 1/2 traffic survives outages.
-//! Whenever the broker reports no session, the full handshake runs again.
+//! so half-finished QoS 2 exchanges of an earlier process must not be resumed), unless the
+//! previous process stopped cleanly and said so (see `resume.rs`): then the broker's session,
+//! with what it queued for the device meanwhile, is resumed. Later reconnections always ask
+//! the broker to keep the session, so QoS 1/2 traffic survives outages. Whenever the broker
+//! reports no session, the full handshake runs again.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::transport::driver::{self, DriverEvent, Link, LostReason};
 use crate::transport::handshake::{self, Step};
 use crate::transport::poison::Suspect;
 use crate::transport::receive::{self, ServerEvent};
+use crate::transport::resume::ResumeRecord;
 use crate::transport::topic::Topics;
 use crate::transport::tracker::Tracker;
 
@@ -101,6 +104,8 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Where a clean stop records that the broker's session may be resumed.
+    pub resume: ResumeRecord,
 }
 
 /// Why a session ended.
@@ -120,10 +125,17 @@ pub async fn run(
     endpoint: Endpoint,
     cancel: &CancellationToken,
 ) -> SessionEnd {
+    let identity = format!(
+        "{}@{}:{}",
+        context.topics.base(),
+        endpoint.host,
+        endpoint.port
+    );
+    let resume = endpoint.resume.take(&identity).await;
     let mut options = MqttOptions::new(context.topics.base(), endpoint.host.clone(), endpoint.port);
     options
         .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(true)
+        .set_clean_session(!resume)
         .set_inflight(100)
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
         .set_transport(Transport::Tls(TlsConfiguration::Rustls(
@@ -154,7 +166,8 @@ pub async fn run(
         link,
         generation: 0,
         ready: false,
-        synced: false,
+        // A resumable session went through its handshake in the previous process.
+        synced: resume,
         connected_once: false,
         registry: context.registry.subscribe(),
         registry_changed: false,
@@ -163,8 +176,14 @@ pub async fn run(
         delivered: Vec::new(),
     };
     context.state.send_replace(AgentState::Connecting);
+    if resume {
+        tracing::info!("resuming the broker session the previous run left cleanly");
+    }
     let end = session.run(cancel).await;
-    session.close(driver, stop_driver).await;
+    let resumable = session.close(driver, stop_driver).await;
+    if resumable && end == SessionEnd::Shutdown {
+        endpoint.resume.save(&identity);
+    }
     end
 }
 
@@ -376,7 +395,13 @@ impl Session<'_> {
     }
 
     /// Flushes what can be flushed within [`FLUSH_TIMEOUT`], disconnects, and requeues the rest.
-    async fn close(mut self, driver: tokio::task::JoinHandle<()>, stop_driver: CancellationToken) {
+    /// Returns whether the broker's session may be resumed by a later process: synced, and
+    /// nothing left half-done.
+    async fn close(
+        mut self,
+        driver: tokio::task::JoinHandle<()>,
+        stop_driver: CancellationToken,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         while self.ready && (self.tracker.outstanding() > 0 || !self.context.queue.is_empty()) {
             self.feed();
@@ -388,6 +413,7 @@ impl Session<'_> {
                 },
             }
         }
+        let resumable = self.ready && self.synced && self.tracker.outstanding() == 0;
         if self.ready {
             let _ = self.client.try_disconnect();
             // The driver ends after writing DISCONNECT; don't wait forever on a dead network.
@@ -404,5 +430,6 @@ impl Session<'_> {
         self.context
             .queue
             .requeue_front(self.tracker.take_unfinished());
+        resumable
     }
 }
