@@ -334,9 +334,21 @@ async fn an_inhibited_device_reports_it_and_keeps_running() {
     let (mut agent, _proxy) = env.start_connected_agent().await;
     assert!(agent.stop().await.success());
     env.sandbox.pairing().set_inhibited(&env.device_id, true);
+    // Its certificate is due, so it must ask Pairing (which then says inhibited).
+    std::fs::remove_file(env.path("store/credentials/client.crt")).unwrap();
     let agent = env.start_agent().await;
     let proxy = env.proxy().await;
     wait_for_state(&proxy, "inhibited", &agent).await;
+    let pairing = env.sandbox.pairing();
+    assert_eq!(
+        (
+            pairing.registrations(&env.device_id),
+            pairing.certificate_requests(&env.device_id)
+        ),
+        (1, 1),
+        "an inhibited device is not a lost secret: no new registration, no certificate request"
+    );
+    assert!(proxy.device_id().await.is_ok(), "still serving D-Bus");
 }
 
 #[tokio::test]
