@@ -27,7 +27,8 @@ use crate::provisioning::Tokens;
 use crate::queue::Queue;
 use crate::state::{AgentState, StateRx};
 use crate::store::Store;
-use crate::transport::session::{ServerEvents, SessionContext};
+use crate::transport::router::{Router, ServerEvents};
+use crate::transport::session::SessionContext;
 use crate::transport::topic::Topics;
 use crate::{credentials::CredentialStore, tls};
 
@@ -175,6 +176,7 @@ async fn serve(
     let provisioner = Provisioner::new(pairing, credentials, tokens.clone(), config.recovery);
 
     let (events_tx, events_rx) = mpsc::channel(SIGNAL_QUEUE);
+    let (router, confirmations) = Router::new(ServerEvents::new(events_tx), Vec::new());
     let context = SessionContext {
         topics,
         registry: registry.clone(),
@@ -182,7 +184,8 @@ async fn serve(
         queue: queue.clone(),
         store: store.clone(),
         state: state_tx.clone(),
-        server_events: ServerEvents::new(events_tx),
+        router,
+        confirmations: tokio::sync::Mutex::new(confirmations),
     };
 
     let cancel = CancellationToken::new();

@@ -6,6 +6,7 @@ pub mod handshake;
 mod poison;
 pub mod receive;
 pub mod resume;
+pub mod router;
 pub mod session;
 pub mod topic;
 pub mod tracker;

@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rumqttc::{
@@ -30,8 +29,9 @@ use crate::store::Store;
 use crate::transport::driver::{self, DriverEvent, Link, LostReason};
 use crate::transport::handshake::{self, Step};
 use crate::transport::poison::Suspect;
-use crate::transport::receive::{self, ServerEvent};
+use crate::transport::receive;
 use crate::transport::resume::ResumeRecord;
+use crate::transport::router::{Disposition, Router};
 use crate::transport::topic::Topics;
 use crate::transport::tracker::Tracker;
 
@@ -54,49 +54,10 @@ pub struct SessionContext {
     pub queue: Arc<Queue>,
     pub store: Store,
     pub state: StateTx,
-    /// Towards the D-Bus signals; bounded, never waited on (see [`ServerEvents`]).
-    pub server_events: ServerEvents,
-}
-
-/// Server data for the D-Bus signals. The session never waits for a slow consumer: when the
-/// channel is full, events are dropped and counted (logged once per episode).
-pub struct ServerEvents {
-    pub sender: mpsc::Sender<ServerEvent>,
-    pub dropped: AtomicU64,
-    dropping: AtomicBool,
-}
-
-impl ServerEvents {
-    pub fn new(sender: mpsc::Sender<ServerEvent>) -> ServerEvents {
-        ServerEvents {
-            sender,
-            dropped: AtomicU64::new(0),
-            dropping: AtomicBool::new(false),
-        }
-    }
-
-    fn deliver(&self, event: ServerEvent) {
-        match self.sender.try_send(event) {
-            Ok(()) => {
-                if self.dropping.swap(false, Ordering::Relaxed) {
-                    tracing::info!(
-                        dropped_total = self.dropped.load(Ordering::Relaxed),
-                        "D-Bus signals flow again"
-                    );
-                }
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if !self.dropping.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        dropped_total = total,
-                        "D-Bus signals are not being delivered fast enough: dropping server data signals (property values stay readable with GetProperty)"
-                    );
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
+    /// Server data to its owner: D-Bus signals, or a feature such as remote commands.
+    pub router: Router,
+    /// Confirmations of routed messages: each becomes the broker's acknowledgement.
+    pub confirmations: tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>,
 }
 
 /// Where and how to connect.
@@ -136,6 +97,7 @@ pub async fn run(
     options
         .set_keep_alive(KEEP_ALIVE)
         .set_clean_session(!resume)
+        .set_manual_acks(true)
         .set_inflight(100)
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
         .set_transport(Transport::Tls(TlsConfiguration::Rustls(
@@ -174,6 +136,7 @@ pub async fn run(
         subscribed: BTreeSet::new(),
         suspect: Suspect::default(),
         delivered: Vec::new(),
+        pending_acks: std::collections::HashMap::new(),
     };
     context.state.send_replace(AgentState::Connecting);
     if resume {
@@ -212,10 +175,14 @@ pub(super) struct Session<'a> {
     pub(super) suspect: Suspect,
     /// Stored rows acknowledged (or expired) since the store was last told.
     pub(super) delivered: Vec<u64>,
+    /// Messages from Astarte a feature holds, acknowledged when it confirms (see router.rs).
+    pending_acks: std::collections::HashMap<u64, rumqttc::Publish>,
 }
 
 impl Session<'_> {
     async fn run(&mut self, cancel: &CancellationToken) -> SessionEnd {
+        // Sessions never overlap: this one owns the confirmations while it runs.
+        let mut confirmations = self.context.confirmations.lock().await;
         loop {
             let can_feed = self.ready && self.tracker.outstanding() < MAX_OUTSTANDING;
             tokio::select! {
@@ -231,6 +198,11 @@ impl Session<'_> {
                     None if cancel.is_cancelled() => return SessionEnd::Shutdown,
                     None => return SessionEnd::Failed,
                 },
+                Some(receipt) = confirmations.recv() => {
+                    if let Some(publish) = self.pending_acks.remove(&receipt) {
+                        self.acknowledge(&publish);
+                    }
+                }
                 _ = self.context.queue.changed(), if can_feed => {}
                 changed = self.registry.changed() => {
                     if changed.is_ok() {
@@ -279,6 +251,8 @@ impl Session<'_> {
             self.suspect_oldest_unacknowledged();
         }
         self.tracker.on_link_lost();
+        // Acknowledgements belong to the connection that is gone: the broker redelivers.
+        self.pending_acks.clear();
         self.handshake.clear();
         self.context.state.send_replace(AgentState::Disconnected);
         let dropped = self.context.queue.drop_discardable();
@@ -336,24 +310,37 @@ impl Session<'_> {
             }
             Incoming::Publish(publish) => {
                 let context = self.context;
-                match receive::handle(
+                let disposition = match receive::handle(
                     &context.topics,
                     &context.registry.snapshot(),
                     &context.properties,
                     &publish.topic,
                     &publish.payload,
                 ) {
-                    Ok(events) => {
-                        for event in events {
-                            context.server_events.deliver(event);
-                        }
-                    }
+                    Ok(events) => context.router.route(events),
                     Err(error) => {
-                        tracing::warn!(topic = %publish.topic, %error, "dropped a message from Astarte")
+                        tracing::warn!(topic = %publish.topic, %error, "dropped a message from Astarte");
+                        // Redelivering it would not make it valid.
+                        Disposition::Done
                     }
+                };
+                match disposition {
+                    Disposition::Done => self.acknowledge(&publish),
+                    Disposition::Pending(receipt) => {
+                        self.pending_acks.insert(receipt, publish);
+                    }
+                    Disposition::Refused => {}
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Acknowledges a message from Astarte (nothing for QoS 0). A full request channel only
+    /// delays it: the broker delivers the message again after a reconnection.
+    fn acknowledge(&self, publish: &rumqttc::Publish) {
+        if let Err(error) = self.client.try_ack(publish) {
+            tracing::debug!(%error, pkid = publish.pkid, "couldn't acknowledge a message from Astarte now");
         }
     }
 
