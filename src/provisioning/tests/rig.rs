@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use astarte_sandbox::{PairingOptions, PairingStandIn, PairingState};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -20,6 +22,7 @@ pub(super) const DAY: Duration = Duration::from_secs(86_400);
 pub(super) const BROKER_URL: &str = "mqtts://broker.test:8883/";
 
 pub(super) const REGISTER: &str = "POST /v1/test/agent/devices";
+pub(super) const UNREGISTER: &str = "DELETE /v1/test/agent/devices/2TBn-jNESuuHamE2Zo1anA";
 pub(super) const INFO: &str = "GET /v1/test/devices/2TBn-jNESuuHamE2Zo1anA";
 pub(super) const CREDENTIALS: &str =
     "POST /v1/test/devices/2TBn-jNESuuHamE2Zo1anA/protocols/astarte_mqtt_v1/credentials";
@@ -217,4 +220,51 @@ impl Reporter {
 
 pub(super) fn is_missing(phase: &Phase) -> bool {
     matches!(phase, Phase::CredentialsMissing { .. })
+}
+
+/// A provisioner running in its own task, as the agent runs it, until it is ready.
+pub(super) struct Running {
+    pub(super) phases: mpsc::UnboundedReceiver<Phase>,
+    pub(super) task: JoinHandle<Result<Ready, ProvisioningError>>,
+}
+
+impl Running {
+    pub(super) fn spawn(mut provisioner: Provisioner) -> Running {
+        let (tx, phases) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let report = move |phase: Phase| {
+                let _ = tx.send(phase);
+            };
+            let never = CancellationToken::new();
+            provisioner.ensure_credentials(&report, &never).await
+        });
+        Running { phases, task }
+    }
+
+    /// The reason of the next `CredentialsMissing` reported.
+    pub(super) async fn credentials_missing(&mut self) -> String {
+        let next = async {
+            loop {
+                match self.phases.recv().await {
+                    Some(Phase::CredentialsMissing { reason }) => return reason,
+                    Some(_) => {}
+                    None => panic!("provisioning ended without reporting CredentialsMissing"),
+                }
+            }
+        };
+        tokio::time::timeout(HANG_GUARD, next).await.unwrap()
+    }
+
+    pub(super) async fn ready(&mut self) -> Ready {
+        let result = tokio::time::timeout(HANG_GUARD, &mut self.task)
+            .await
+            .unwrap();
+        result.unwrap().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
