@@ -9,7 +9,7 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
@@ -108,8 +108,22 @@ impl TestCa {
 
     /// A TLS server certificate for `localhost` / `127.0.0.1`.
     pub fn issue_server(&self) -> Result<Identity, CaError> {
+        self.server_identity("localhost", |san| san.dns("localhost").ip("127.0.0.1"))
+    }
+
+    /// A TLS server certificate for the DNS name `dns` only (e.g. a Pairing host a client
+    /// must trust, or must refuse under another name).
+    pub fn issue_server_for(&self, dns: &str) -> Result<Identity, CaError> {
+        self.server_identity(dns, |san| san.dns(dns))
+    }
+
+    fn server_identity(
+        &self,
+        cn: &str,
+        names: impl FnOnce(&mut SubjectAlternativeName) -> &mut SubjectAlternativeName,
+    ) -> Result<Identity, CaError> {
         let key = new_key()?;
-        let subject = common_name("localhost")?;
+        let subject = common_name(cn)?;
         let mut b = cert_builder(
             &subject,
             self.cert.subject_name(),
@@ -117,12 +131,10 @@ impl TestCa {
             unix_now(),
             INFRASTRUCTURE_VALIDITY,
         )?;
-        let san = SubjectAlternativeName::new()
-            .dns("localhost")
-            .ip("127.0.0.1")
+        let san = names(&mut SubjectAlternativeName::new())
             .build(&b.x509v3_context(Some(&self.cert), None))
-            .map_err(ctx("build the broker SAN"))?;
-        b.append_extension(san).map_err(ctx("add the broker SAN"))?;
+            .map_err(ctx("build the server SAN"))?;
+        b.append_extension(san).map_err(ctx("add the server SAN"))?;
         let eku = ExtendedKeyUsage::new().server_auth().build();
         identity(self.finish(b, eku)?, &key)
     }
@@ -152,17 +164,42 @@ impl TestCa {
         validity: Duration,
         backdate: Duration,
     ) -> Result<String, CaError> {
-        let csr = X509Req::from_pem(csr_pem.as_bytes()).map_err(|_| CaError::InvalidCsr)?;
-        let public = csr.public_key().map_err(|_| CaError::InvalidCsr)?;
-        if !csr.verify(&public).unwrap_or(false) {
-            return Err(CaError::InvalidCsr);
-        }
-        let subject = common_name(cn)?;
         let now = unix_now();
-        let mut b = cert_builder(&subject, self.cert.subject_name(), &public, now, validity)?;
-        let not_before = asn1_time(now.saturating_sub(secs(backdate)))?;
-        b.set_not_before(&not_before)
-            .map_err(ctx("set the backdated notBefore"))?;
+        let not_after = now.saturating_add(secs(validity));
+        self.sign_csr_window(csr_pem, cn, now.saturating_sub(secs(backdate)), not_after)
+    }
+
+    /// Signs a PEM CSR like [`TestCa::sign_csr`], valid from `not_before` to `not_after`
+    /// exactly (to the second, sub-seconds dropped): either may be in the past, even before
+    /// 1970, for certificates that are expired, due for renewal or not yet valid.
+    pub fn sign_csr_between(
+        &self,
+        csr_pem: &str,
+        cn: &str,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<String, CaError> {
+        self.sign_csr_window(csr_pem, cn, unix(not_before), unix(not_after))
+    }
+
+    fn sign_csr_window(
+        &self,
+        csr_pem: &str,
+        cn: &str,
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<String, CaError> {
+        let public = csr_public_key(csr_pem)?;
+        let subject = common_name(cn)?;
+        let mut b = cert_builder(
+            &subject,
+            self.cert.subject_name(),
+            &public,
+            not_before,
+            Duration::ZERO,
+        )?;
+        let not_after = asn1_time(not_after)?;
+        b.set_not_after(&not_after).map_err(ctx("set notAfter"))?;
         let eku = ExtendedKeyUsage::new().client_auth().build();
         self.finish(b, eku)
     }
@@ -223,6 +260,16 @@ impl TestCa {
                 .map_err(ctx("encode a leaf certificate"))?,
         )
     }
+}
+
+/// The public key of a CSR whose signature checks out.
+fn csr_public_key(csr_pem: &str) -> Result<PKey<Public>, CaError> {
+    let csr = X509Req::from_pem(csr_pem.as_bytes()).map_err(|_| CaError::InvalidCsr)?;
+    let public = csr.public_key().map_err(|_| CaError::InvalidCsr)?;
+    if !csr.verify(&public).unwrap_or(false) {
+        return Err(CaError::InvalidCsr);
+    }
+    Ok(public)
 }
 
 fn identity(cert_pem: String, key: &PKey<Private>) -> Result<Identity, CaError> {
@@ -296,6 +343,14 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whole seconds since the epoch, negative before it.
+fn unix(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => secs(after),
+        Err(before) => -secs(before.duration()),
+    }
 }
 
 fn secs(d: Duration) -> i64 {

@@ -11,6 +11,7 @@
 //! | mosquitto process and config | `broker.rs` |
 //! | reading mosquitto's log | `events.rs` |
 //! | Pairing API | `pairing/` |
+//! | Pairing API alone, without a broker (unit tests) | `stand_in.rs` |
 //! | agent JWTs | `token.rs` |
 //! | observer MQTT client | `observer.rs`, `tls.rs` |
 //! | payload decoding | `payload.rs` |
@@ -24,6 +25,7 @@ mod observer;
 mod pairing;
 mod payload;
 mod sandbox;
+mod stand_in;
 mod tls;
 mod token;
 
@@ -35,5 +37,6 @@ pub use observer::{Observed, Observer, ObserverConfig, ObserverError};
 pub use pairing::{DeviceStatus, PairingError, PairingState, RequestRecord, StateError};
 pub use payload::{PayloadError, decode_bson, decode_purge_list, describe, encode_purge_list};
 pub use sandbox::{Sandbox, SandboxError, SandboxOptions};
+pub use stand_in::{PairingOptions, PairingStandIn, STAND_IN_BROKER_URL};
 pub use tls::{TlsError, client_config};
 pub use token::TokenError;

@@ -11,13 +11,10 @@ use crate::ca::{self, CaError, Identity, TestCa};
 use crate::env::{self, EnvError, OBSERVER_CERT, OBSERVER_KEY, TOKEN_FILE};
 use crate::events::{BrokerEvent, parse_events};
 use crate::observer::{Observer, ObserverConfig, ObserverError};
-use crate::pairing::{App, PairingError, PairingServer, PairingState};
-use crate::token::{RealmKey, TokenError};
+use crate::pairing::{PairingError, PairingState};
+use crate::stand_in::{self, DEFAULT_VALIDITY, PairingOptions, PairingStandIn};
+use crate::token::TokenError;
 
-/// CFSSL's default signing expiry in Astarte's deployments (2190h).
-const DEFAULT_VALIDITY: Duration = Duration::from_secs(2190 * 3600);
-/// How long test tokens from [`Sandbox::token_with_claims`] live.
-const TEST_TOKEN_SECS: i64 = 3600;
 const EVENT_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
@@ -91,15 +88,9 @@ impl Default for SandboxOptions {
 /// A running sandbox. Dropping it kills mosquitto (and reaps it), stops the Pairing server and
 /// removes its temporary folder.
 pub struct Sandbox {
-    realm: String,
     dir: PathBuf,
-    ca: Arc<TestCa>,
-    ca_pem: String,
     observer_identity: Identity,
-    key: Arc<RealmKey>,
-    agent_token: String,
-    state: Arc<PairingState>,
-    pairing: PairingServer,
+    pairing: PairingStandIn,
     broker: Broker,
     // Last: the folder goes only after mosquitto is dead.
     _tempdir: Option<TempDir>,
@@ -107,10 +98,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn start(opts: SandboxOptions) -> Result<Self, SandboxError> {
-        let realm_re = regex::Regex::new("^[a-z][a-z0-9]{0,47}$").ok();
-        if !realm_re.is_some_and(|re| re.is_match(&opts.realm)) {
-            return Err(SandboxError::InvalidRealm(opts.realm));
-        }
+        stand_in::check_realm(&opts.realm)?;
         let (tempdir, dir) = prepare_dir(opts.dir.as_deref())?;
         let ca = TestCa::generate("Astarte Sandbox CA")?;
         let ca_pem = ca.cert_pem()?;
@@ -133,29 +121,20 @@ impl Sandbox {
             opts.broker_log_messages,
         )
         .await?;
-        let key = Arc::new(RealmKey::generate()?);
-        let agent_token = key.sign_agent()?;
-        let ca = Arc::new(ca);
-        let state = Arc::new(PairingState::default());
-        let pairing = PairingServer::start(App {
-            state: state.clone(),
-            realm: opts.realm.clone(),
-            broker_url: broker_url(broker.port()),
-            ca: ca.clone(),
-            key: key.clone(),
-            validity: opts.certificate_validity,
-            backdate: opts.certificate_backdate,
-        })
+        let pairing = PairingStandIn::start_with_ca(
+            PairingOptions {
+                realm: opts.realm,
+                broker_url: broker_url(broker.port()),
+                base_path: String::new(),
+                certificate_validity: opts.certificate_validity,
+                certificate_backdate: opts.certificate_backdate,
+            },
+            Arc::new(ca),
+        )
         .await?;
         Ok(Self {
-            realm: opts.realm,
             dir,
-            ca,
-            ca_pem,
             observer_identity,
-            key,
-            agent_token,
-            state,
             pairing,
             broker,
             _tempdir: tempdir,
@@ -163,7 +142,7 @@ impl Sandbox {
     }
 
     pub fn realm(&self) -> &str {
-        &self.realm
+        self.pairing.realm()
     }
 
     pub fn dir(&self) -> &Path {
@@ -181,11 +160,11 @@ impl Sandbox {
     }
 
     pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+        self.pairing.ca_pem()
     }
 
     pub fn ca(&self) -> &TestCa {
-        &self.ca
+        self.pairing.ca()
     }
 
     /// `mqtts://localhost:<port>/`, as Pairing reports it.
@@ -199,21 +178,21 @@ impl Sandbox {
 
     /// A valid agent JWT for the realm (`a_pa` `[".*::.*"]`, expiring in about ten years).
     pub fn agent_token(&self) -> String {
-        self.agent_token.clone()
+        self.pairing.agent_token()
     }
 
     /// A JWT with the given `a_pa` claim, valid for an hour.
     pub fn token_with_claims(&self, a_pa: &[&str]) -> Result<String, SandboxError> {
-        Ok(self.key.sign(a_pa, TEST_TOKEN_SECS)?)
+        self.pairing.token_with_claims(a_pa)
     }
 
     /// A full-access JWT that expired a minute ago.
     pub fn expired_token(&self) -> Result<String, SandboxError> {
-        Ok(self.key.sign(&[".*::.*"], -60)?)
+        self.pairing.expired_token()
     }
 
     pub fn pairing(&self) -> &Arc<PairingState> {
-        &self.state
+        self.pairing.state()
     }
 
     /// A client certificate signed by the sandbox CA, outside of Pairing (e.g. for a test
@@ -223,15 +202,15 @@ impl Sandbox {
         cn: &str,
         validity: Duration,
     ) -> Result<Identity, SandboxError> {
-        Ok(self.ca.issue_client(cn, validity)?)
+        Ok(self.pairing.ca().issue_client(cn, validity)?)
     }
 
     pub fn observer_config(&self) -> ObserverConfig {
         ObserverConfig {
             host: "localhost".to_owned(),
             port: self.broker.port(),
-            realm: self.realm.clone(),
-            ca_pem: self.ca_pem.clone(),
+            realm: self.realm().to_owned(),
+            ca_pem: self.ca_pem().to_owned(),
             identity: self.observer_identity.clone(),
         }
     }
@@ -309,14 +288,14 @@ impl Sandbox {
     /// Writes `sandbox.env` (shell-sourceable) and the agent token file; returns the env path.
     pub fn write_env(&self) -> Result<PathBuf, SandboxError> {
         let token_file = self.dir.join(TOKEN_FILE);
-        env::write(&token_file, &self.agent_token)?;
+        env::write(&token_file, &self.agent_token())?;
         let path = |p: &Path| p.to_string_lossy().into_owned();
         let vars = [
             ("SANDBOX_PAIRING_URL", self.pairing_url()),
             ("SANDBOX_CA_FILE", path(&self.ca_file())),
             ("SANDBOX_TOKEN_FILE", path(&token_file)),
             ("SANDBOX_BROKER_URL", self.broker_url()),
-            ("SANDBOX_REALM", self.realm.clone()),
+            ("SANDBOX_REALM", self.realm().to_owned()),
             ("SANDBOX_DIR", path(&self.dir)),
         ];
         Ok(env::write_env(&self.dir, &vars)?)

@@ -6,9 +6,6 @@ pub mod csr;
 mod error;
 mod types;
 
-#[cfg(test)]
-pub(crate) mod test_support;
-
 pub use client::PairingClient;
 pub use error::PairingError;
 pub use types::{BrokerUrl, DeviceInfo, DeviceStatus, InvalidBrokerUrl};

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use astarte_sandbox::TestCa;
 use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConnection, ServerConfig, ServerConnection};
@@ -10,7 +11,6 @@ use rustls::pki_types::PrivateKeyDer;
 
 use super::*;
 use crate::credentials::MemoryKey;
-use crate::pairing::test_support::TestCa;
 
 /// A client certificate issued to a fresh in-memory device key.
 fn device_certificate(
@@ -20,8 +20,14 @@ fn device_certificate(
 ) -> (Arc<dyn DeviceKey>, String) {
     let key: Arc<dyn DeviceKey> = Arc::new(MemoryKey::generate().unwrap());
     let csr = crate::pairing::csr::certificate_request("test/dev", key.clone()).unwrap();
-    let cert = ca.sign_csr(&csr, "test/dev", not_before, not_after);
+    let cert = ca
+        .sign_csr_between(&csr, "test/dev", not_before, not_after)
+        .unwrap();
     (key, cert)
+}
+
+fn new_ca(name: &str) -> TestCa {
+    TestCa::generate(name).unwrap()
 }
 
 const HOST: &str = "pairing.test";
@@ -32,7 +38,7 @@ fn ring() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn ca_file(ca: &TestCa) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), ca.cert_pem()).unwrap();
+    std::fs::write(file.path(), ca.cert_pem().unwrap()).unwrap();
     file
 }
 
@@ -46,9 +52,9 @@ fn server_config(
     versions: &[&'static rustls::SupportedProtocolVersion],
     client_ca: Option<&TestCa>,
 ) -> Arc<ServerConfig> {
-    let (key, cert) = ca.server_cert(HOST);
-    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).unwrap();
+    let server = ca.issue_server_for(HOST).unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap();
     let builder = ServerConfig::builder_with_provider(ring())
         .with_protocol_versions(versions)
         .unwrap();
@@ -56,7 +62,10 @@ fn server_config(
         Some(client_ca) => {
             let mut roots = RootCertStore::empty();
             roots
-                .add(CertificateDer::from_pem_slice(client_ca.cert_pem().as_bytes()).unwrap())
+                .add(
+                    CertificateDer::from_pem_slice(client_ca.cert_pem().unwrap().as_bytes())
+                        .unwrap(),
+                )
                 .unwrap();
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), ring())
                 .build()
@@ -108,7 +117,7 @@ fn handshake(
 
 #[test]
 fn http_config_trusts_a_server_signed_by_the_ca_file() {
-    let ca = TestCa::new("pairing ca");
+    let ca = new_ca("pairing ca");
     let client = http_config(roots_for(&ca)).unwrap();
     let server = server_config(&ca, rustls::ALL_VERSIONS, None);
     handshake(client, server, HOST).unwrap();
@@ -116,8 +125,8 @@ fn http_config_trusts_a_server_signed_by_the_ca_file() {
 
 #[test]
 fn http_config_rejects_a_server_from_an_unknown_ca() {
-    let trusted = TestCa::new("trusted");
-    let other = TestCa::new("other");
+    let trusted = new_ca("trusted");
+    let other = new_ca("other");
     let client = http_config(roots_for(&trusted)).unwrap();
     let err = handshake(
         client,
@@ -133,7 +142,7 @@ fn http_config_rejects_a_server_from_an_unknown_ca() {
 
 #[test]
 fn http_config_rejects_a_certificate_for_another_name() {
-    let ca = TestCa::new("ca");
+    let ca = new_ca("ca");
     let client = http_config(roots_for(&ca)).unwrap();
     let err = handshake(
         client,
@@ -149,7 +158,7 @@ fn http_config_rejects_a_certificate_for_another_name() {
 
 #[test]
 fn mqtt_config_authenticates_to_a_tls12_only_broker_with_the_client_certificate() {
-    let ca = TestCa::new("ca");
+    let ca = new_ca("ca");
     let now = SystemTime::now();
     let (key, cert) = device_certificate(
         &ca,
@@ -193,7 +202,7 @@ fn a_ca_file_without_certificates_is_an_error_naming_it() {
 
 #[test]
 fn mqtt_config_refuses_a_certificate_of_another_key() {
-    let ca = TestCa::new("ca");
+    let ca = new_ca("ca");
     let now = SystemTime::now();
     let (_, cert) = device_certificate(&ca, now, now + Duration::from_secs(60));
     let other: Arc<dyn DeviceKey> = Arc::new(MemoryKey::generate().unwrap());
@@ -203,7 +212,7 @@ fn mqtt_config_refuses_a_certificate_of_another_key() {
 
 #[test]
 fn mqtt_config_refuses_an_empty_certificate_chain() {
-    let ca = TestCa::new("ca");
+    let ca = new_ca("ca");
     let now = SystemTime::now();
     let (key, _) = device_certificate(&ca, now, now + Duration::from_secs(60));
     let err = mqtt_config(roots_for(&ca), "", key).unwrap_err();

@@ -49,7 +49,10 @@ pub(crate) async fn credentials(
         // Pairing has no HTTP mapping for an inhibited request: it ends up a 500.
         return Err(Refusal::status_only(StatusCode::INTERNAL_SERVER_ERROR));
     }
-    let cn = format!("{}/{id}", app.realm);
+    let cn = app
+        .state
+        .issued_cn()
+        .unwrap_or_else(|| format!("{}/{id}", app.realm));
     match app.ca.sign_csr(csr, &cn, app.validity, app.backdate) {
         Ok(pem) => {
             app.state.record_certificate(&id, pem.clone());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -50,12 +50,14 @@ pub(crate) struct PairingServer {
 }
 
 impl PairingServer {
-    pub async fn start(app: App) -> Result<Self, PairingError> {
+    /// Serves the API under `base_path`: `""` for the root, or e.g. `/pairing` (leading slash,
+    /// none trailing), as a deployment behind a reverse proxy does.
+    pub async fn start(app: App, base_path: &str) -> Result<Self, PairingError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(PairingError::Bind)?;
         let addr = listener.local_addr().map_err(PairingError::Bind)?;
-        let router = router(Arc::new(app));
+        let router = router(Arc::new(app), base_path);
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, router).await {
                 tracing::error!(error = %err, "pairing server stopped");
@@ -75,9 +77,9 @@ impl Drop for PairingServer {
     }
 }
 
-fn router(app: Arc<App>) -> Router {
+fn router(app: Arc<App>, base_path: &str) -> Router {
     let creds = "/v1/{realm}/devices/{id}/protocols/astarte_mqtt_v1/credentials";
-    Router::new()
+    let api = Router::new()
         .route("/v1/{realm}/agent/devices", post(agent::register))
         .route("/v1/{realm}/agent/devices/{id}", delete(agent::unregister))
         .route("/v1/{realm}/devices/{id}", get(device::info))
@@ -85,8 +87,14 @@ fn router(app: Arc<App>) -> Router {
         .route(&format!("{creds}/verify"), post(device::verify))
         .route("/v1/{realm}/version", get(version))
         .route("/v1/{realm}/health", get(health))
-        .route("/version", get(version))
-        .fallback(not_routed)
+        .route("/version", get(version));
+    let api = if base_path.is_empty() {
+        api
+    } else {
+        Router::new().nest(base_path, api)
+    };
+    // The log sees the whole path, base included: the layer wraps the nesting router.
+    api.fallback(not_routed)
         .method_not_allowed_fallback(not_routed)
         .layer(middleware::from_fn_with_state(app.clone(), faults_and_log))
         .with_state(app)
@@ -96,9 +104,14 @@ fn router(app: Arc<App>) -> Router {
 async fn faults_and_log(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
-    let injected = app.state.take_fault().map(|code| {
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        reply::Refusal::status_only(status).into_response()
+    let status_of = |code| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let raw = app.state.take_raw_answer().map(|raw| {
+        let content_type = [(header::CONTENT_TYPE, raw.content_type)];
+        (status_of(raw.status), content_type, raw.body).into_response()
+    });
+    let injected = raw.or_else(|| {
+        let code = app.state.take_fault()?;
+        Some(reply::Refusal::status_only(status_of(code)).into_response())
     });
     let response = match injected {
         Some(response) => response,

@@ -3,7 +3,7 @@
 //! across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -64,14 +64,26 @@ impl Device {
     }
 }
 
+/// A verbatim answer injected with [`PairingState::answer_next`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
 #[derive(Default)]
 struct Inner {
     devices: HashMap<String, Device>,
     counters: HashMap<(Endpoint, String), u32>,
     fault: Option<(u32, u16)>,
+    raw: Option<RawAnswer>,
     requests: Vec<RequestRecord>,
     broker_url: Option<String>,
+    issued_cn: Option<String>,
 }
+
+type RequestHook = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 
 /// Outcome of checking a device's secret.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,6 +107,8 @@ pub enum StateError {
 #[derive(Default)]
 pub struct PairingState {
     inner: Mutex<Inner>,
+    // Apart from `inner`: the hook may call back into the state.
+    hook: Mutex<Option<RequestHook>>,
 }
 
 impl PairingState {
@@ -184,6 +198,32 @@ impl PairingState {
         self.lock().fault = (n > 0).then_some((n, status));
     }
 
+    /// The next request, to any endpoint, is answered with exactly `status`, a
+    /// `Content-Type: <content_type>` header and `body`, without reaching its handler: what a
+    /// proxy's error page, a truncated or oversized answer or a misbehaving server sends. It
+    /// goes before a [`PairingState::fail_next`] fault and is recorded like one.
+    pub fn answer_next(&self, status: u16, content_type: &str, body: impl Into<Vec<u8>>) {
+        self.lock().raw = Some(RawAnswer {
+            status,
+            content_type: content_type.to_owned(),
+            body: body.into(),
+        });
+    }
+
+    /// Certificates are issued for `CN=<cn>` instead of `<realm>/<device id>`, like a
+    /// misconfigured Pairing; `None` restores the right name.
+    pub fn set_issued_cn(&self, cn: Option<String>) {
+        self.lock().issued_cn = cn;
+    }
+
+    /// Calls `hook` with every request as it is answered, before the client has the answer
+    /// (and before [`PairingState::requests`] lists it): a test looks at the client's side at
+    /// that moment, e.g. whether it already stored what an earlier answer gave it. The hook
+    /// may call this state. Replaces any earlier hook.
+    pub fn on_request(&self, hook: impl Fn(&RequestRecord) + Send + Sync + 'static) {
+        *self.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
+
     pub fn set_inhibited(&self, id: &str, inhibited: bool) {
         if let Some(device) = self.lock().devices.get_mut(id) {
             device.inhibited = inhibited;
@@ -236,6 +276,14 @@ impl PairingState {
             .or_insert(0) += 1;
     }
 
+    pub(crate) fn take_raw_answer(&self) -> Option<RawAnswer> {
+        self.lock().raw.take()
+    }
+
+    pub(crate) fn issued_cn(&self) -> Option<String> {
+        self.lock().issued_cn.clone()
+    }
+
     pub(crate) fn take_fault(&self) -> Option<u16> {
         let mut inner = self.lock();
         let (left, status) = inner.fault?;
@@ -243,7 +291,12 @@ impl PairingState {
         Some(status)
     }
 
+    /// Runs the [`PairingState::on_request`] hook (outside every lock), then records.
     pub(crate) fn log_request(&self, record: RequestRecord) {
+        let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(&record);
+        }
         self.lock().requests.push(record);
     }
 

@@ -26,8 +26,35 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// An answer as it came: status line and headers, then the body as text.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
 /// One request over a fresh connection (`Connection: close`), body as JSON.
 pub async fn http(method: &str, url: &str, auth: Option<&str>, body: Option<Value>) -> Reply {
+    let raw = http_raw(method, url, auth, body).await;
+    let body = if raw.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&raw.body).unwrap()
+    };
+    Reply {
+        status: raw.status,
+        body,
+    }
+}
+
+/// Like [`http`], the answer left as it came.
+pub async fn http_raw(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> RawReply {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -49,12 +76,11 @@ pub async fn http(method: &str, url: &str, auth: Option<&str>, body: Option<Valu
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap()
-    };
-    Reply { status, body }
+    RawReply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
 }
 
 pub fn bearer(token: &str) -> String {
@@ -63,11 +89,16 @@ pub fn bearer(token: &str) -> String {
 
 /// Registers `id` with the sandbox's agent token; returns the credentials secret.
 pub async fn register(sb: &Sandbox, id: &str) -> String {
-    let url = format!("{}/v1/{}/agent/devices", sb.pairing_url(), sb.realm());
+    register_at(&sb.pairing_url(), sb.realm(), &sb.agent_token(), id).await
+}
+
+/// Registers `id` with `token` at the Pairing URL `pairing_url`; returns the secret.
+pub async fn register_at(pairing_url: &str, realm: &str, token: &str, id: &str) -> String {
+    let url = format!("{pairing_url}/v1/{realm}/agent/devices");
     let reply = http(
         "POST",
         &url,
-        Some(&bearer(&sb.agent_token())),
+        Some(&bearer(token)),
         Some(json!({"data": {"hw_id": id}})),
     )
     .await;

@@ -1,21 +1,39 @@
-use std::sync::Arc;
+//! The client against the sandbox's Pairing stand-in: what it sends is what the stand-in
+//! accepts, and malformed answers come from its `answer_next` hook.
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use astarte_sandbox::{PairingOptions, PairingStandIn};
 use rstest::rstest;
 use serde_json::json;
 
 use super::*;
-use crate::pairing::test_support::{Reply, StubServer, TestCa};
+use crate::credentials::{DeviceKey, MemoryKey};
+use crate::pairing::csr;
 use crate::pairing::{BrokerUrl, DeviceStatus};
 
 const REALM: &str = "test";
 const DEVICE: &str = "2TBn-jNESuuHamE2Zo1anA";
+const CN: &str = "test/2TBn-jNESuuHamE2Zo1anA";
+/// Well-formed, but never issued by the stand-in.
 const SECRET: &str = "TTkd5OgB13X/3qU0LXU7OCxyTXz5QHM2NY1IgidtPOs=";
-const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.agent-token.sig";
+/// Shaped like a JWT, signed by no one.
+const FORGED_TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.agent-token.sig";
+const JSON: &str = "application/json";
 
-fn client(base: Url) -> PairingClient {
+async fn stand_in() -> PairingStandIn {
+    start(PairingOptions::default()).await
+}
+
+async fn start(opts: PairingOptions) -> PairingStandIn {
+    PairingStandIn::start(opts).await.unwrap()
+}
+
+fn client_at(base: &str) -> PairingClient {
     let tls = crate::tls::http_config(Arc::new(rustls::RootCertStore::empty())).unwrap();
     PairingClient::new(
-        base,
+        Url::parse(base).unwrap(),
         REALM.into(),
         DEVICE.into(),
         tls,
@@ -24,62 +42,112 @@ fn client(base: Url) -> PairingClient {
     .unwrap()
 }
 
-fn secret() -> CredentialsSecret {
-    CredentialsSecret::parse(SECRET).unwrap()
+fn client(pairing: &PairingStandIn) -> PairingClient {
+    client_at(&pairing.url())
 }
 
-async fn stub(status: u16, body: serde_json::Value) -> StubServer {
-    StubServer::start(move |_| Reply::json(status, body.clone())).await
+fn secret(text: &str) -> CredentialsSecret {
+    CredentialsSecret::parse(text).unwrap()
 }
 
-fn info_body(broker_url: &str) -> serde_json::Value {
-    json!({"data": {"version": "1.3.0", "status": "confirmed",
-        "protocols": {"astarte_mqtt_v1": {"broker_url": broker_url}}}})
+/// The device registered out of band (pending); its secret.
+fn registered(pairing: &PairingStandIn) -> CredentialsSecret {
+    secret(&pairing.state().register(DEVICE).unwrap())
+}
+
+/// A fresh key and a CSR it signed for the device.
+fn key_and_csr() -> (Arc<MemoryKey>, String) {
+    let key = Arc::new(MemoryKey::generate().unwrap());
+    let csr = csr::certificate_request(CN, key.clone()).unwrap();
+    (key, csr)
+}
+
+/// The device registered and confirmed (it obtained a certificate); its secret and
+/// certificate.
+async fn confirmed(pairing: &PairingStandIn) -> (CredentialsSecret, String) {
+    let secret = registered(pairing);
+    let cert = client(pairing)
+        .request_certificate(&secret, &key_and_csr().1)
+        .await
+        .unwrap();
+    (secret, cert)
+}
+
+/// `(method, path, status)` of every request the stand-in answered.
+fn requests(pairing: &PairingStandIn) -> Vec<(String, String, u16)> {
+    let records = pairing.state().requests().into_iter();
+    records.map(|r| (r.method, r.path, r.status)).collect()
 }
 
 #[rstest]
-#[case::root_with_slash("", "/v1/test/devices/2TBn-jNESuuHamE2Zo1anA")]
-#[case::prefix_without_slash("pairing", "/pairing/v1/test/devices/2TBn-jNESuuHamE2Zo1anA")]
-#[case::prefix_with_slash("pairing/", "/pairing/v1/test/devices/2TBn-jNESuuHamE2Zo1anA")]
+#[case::root_with_slash("", "/", "/v1/test/devices/2TBn-jNESuuHamE2Zo1anA")]
+#[case::prefix_without_slash("/pairing", "", "/pairing/v1/test/devices/2TBn-jNESuuHamE2Zo1anA")]
+#[case::prefix_with_slash("/pairing", "/", "/pairing/v1/test/devices/2TBn-jNESuuHamE2Zo1anA")]
 #[tokio::test]
-async fn paths_are_appended_to_the_base_url(#[case] prefix: &str, #[case] expected: &str) {
-    let server = stub(200, info_body("mqtts://b:8883/")).await;
-    let base = server.url.join(prefix).unwrap();
-    client(base).device_info(&secret()).await.unwrap();
-    assert_eq!(server.requests()[0].path, expected);
+async fn paths_are_appended_to_the_base_url(
+    #[case] base_path: &str,
+    #[case] tail: &str,
+    #[case] expected: &str,
+) {
+    let opts = PairingOptions {
+        base_path: base_path.into(),
+        ..PairingOptions::default()
+    };
+    let pairing = start(opts).await;
+    let secret = registered(&pairing);
+    client_at(&format!("{}{tail}", pairing.url()))
+        .device_info(&secret)
+        .await
+        .unwrap();
+    assert_eq!(requests(&pairing)[0].1, expected);
 }
 
 #[tokio::test]
 async fn register_posts_the_hw_id_with_the_agent_token() {
-    let server = stub(201, json!({"data": {"credentials_secret": SECRET}})).await;
-    let got = client(server.url.clone()).register(TOKEN).await.unwrap();
-    assert_eq!(got, secret());
-    let request = &server.requests()[0];
+    let pairing = stand_in().await;
+    let got = client(&pairing)
+        .register(&pairing.agent_token())
+        .await
+        .unwrap();
+    // The stand-in registered the device named by `hw_id`, authorized by the bearer token.
     assert_eq!(
-        (request.method.as_str(), request.path.as_str()),
-        ("POST", "/v1/test/agent/devices")
+        pairing.state().secret(DEVICE).as_deref(),
+        Some(got.expose())
     );
     assert_eq!(
-        request.authorization.as_deref(),
-        Some(&*format!("Bearer {TOKEN}"))
+        requests(&pairing),
+        [("POST".into(), "/v1/test/agent/devices".into(), 201)]
     );
-    assert_eq!(request.json(), json!({"data": {"hw_id": DEVICE}}));
 }
 
 #[tokio::test]
 async fn any_422_on_registration_is_already_registered_with_the_server_text() {
-    let server = stub(
-        422,
-        json!({"errors": {"error_name": ["already_registered"]}}),
-    )
-    .await;
-    let err = client(server.url.clone())
-        .register(TOKEN)
+    let pairing = stand_in().await;
+    let body = json!({"errors": {"error_name": ["already_registered"]}});
+    pairing.state().answer_next(422, JSON, body.to_string());
+    let err = client(&pairing)
+        .register(&pairing.agent_token())
         .await
         .unwrap_err();
     match err {
         PairingError::AlreadyRegistered { detail } => {
-            assert!(detail.contains("already_registered"))
+            assert!(detail.contains("already_registered"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_confirmed_device_registering_again_is_already_registered() {
+    let pairing = stand_in().await;
+    confirmed(&pairing).await;
+    let err = client(&pairing)
+        .register(&pairing.agent_token())
+        .await
+        .unwrap_err();
+    match err {
+        PairingError::AlreadyRegistered { detail } => {
+            assert!(detail.contains("Device already registered"), "{detail}")
         }
         other => panic!("{other:?}"),
     }
@@ -87,9 +155,11 @@ async fn any_422_on_registration_is_already_registered_with_the_server_text() {
 
 #[tokio::test]
 async fn a_malformed_secret_from_registration_is_an_invalid_response() {
-    let server = stub(201, json!({"data": {"credentials_secret": "short"}})).await;
-    let err = client(server.url.clone())
-        .register(TOKEN)
+    let pairing = stand_in().await;
+    let body = json!({"data": {"credentials_secret": "short"}});
+    pairing.state().answer_next(201, JSON, body.to_string());
+    let err = client(&pairing)
+        .register(&pairing.agent_token())
         .await
         .unwrap_err();
     assert!(
@@ -109,45 +179,57 @@ async fn a_malformed_secret_from_registration_is_an_invalid_response() {
 #[case::redirect_not_followed(301, "InvalidResponse")]
 #[tokio::test]
 async fn device_info_error_statuses_map_to_variants(#[case] status: u16, #[case] variant: &str) {
-    let server = stub(status, json!({"errors": {"detail": "nope"}})).await;
-    let err = client(server.url.clone())
-        .device_info(&secret())
-        .await
-        .unwrap_err();
+    let pairing = stand_in().await;
+    let secret = registered(&pairing);
+    pairing.state().fail_next(1, status);
+    let err = client(&pairing).device_info(&secret).await.unwrap_err();
     assert!(format!("{err:?}").starts_with(variant), "{err:?}");
 }
 
 #[tokio::test]
 async fn errors_never_show_the_secret_or_the_token() {
-    let server = stub(401, json!({"errors": {"detail": "Unauthorized"}})).await;
-    let client = client(server.url.clone());
+    let pairing = stand_in().await;
+    registered(&pairing);
+    let powerless = pairing.token_with_claims(&[]).unwrap();
+    let client = client(&pairing);
     let errors = [
-        client.device_info(&secret()).await.unwrap_err(),
-        client.register(TOKEN).await.unwrap_err(),
+        // 403: a secret Pairing doesn't know for this device.
+        client.device_info(&secret(SECRET)).await.unwrap_err(),
+        // 401: a token Pairing can't verify.
+        client.register(FORGED_TOKEN).await.unwrap_err(),
+        // 403: a valid token without permission.
+        client.register(&powerless).await.unwrap_err(),
     ];
     for err in errors {
         let shown = format!("{err} {err:?} {client:?}");
-        assert!(!shown.contains(SECRET) && !shown.contains(TOKEN), "{shown}");
+        for hidden in [SECRET, FORGED_TOKEN, &powerless] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
     }
 }
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_retryable_network_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
     drop(listener);
-    let err = client(url).device_info(&secret()).await.unwrap_err();
+    let err = client_at(&url)
+        .device_info(&secret(SECRET))
+        .await
+        .unwrap_err();
     assert!(matches!(err, PairingError::Network { .. }), "{err:?}");
     assert!(err.is_retryable());
 }
 
 #[tokio::test]
 async fn device_info_reports_status_and_broker() {
-    let server = stub(200, info_body("mqtts://broker.example.com:8883/")).await;
-    let info = client(server.url.clone())
-        .device_info(&secret())
-        .await
-        .unwrap();
+    let opts = PairingOptions {
+        broker_url: "mqtts://broker.example.com:8883/".into(),
+        ..PairingOptions::default()
+    };
+    let pairing = start(opts).await;
+    let (secret, _) = confirmed(&pairing).await;
+    let info = client(&pairing).device_info(&secret).await.unwrap();
     assert_eq!(info.status, DeviceStatus::Confirmed);
     assert_eq!(
         info.broker_url,
@@ -156,23 +238,28 @@ async fn device_info_reports_status_and_broker() {
             port: 8883
         }
     );
-    assert_eq!(
-        server.requests()[0].authorization.as_deref(),
-        Some(&*format!("Bearer {SECRET}"))
-    );
+    // The stand-in answers only a request bearing the device's secret.
+    assert_eq!(pairing.state().info_requests(DEVICE), 1);
 }
 
 #[rstest]
-#[case::no_port(info_body("mqtts://broker.example.com/"))]
-#[case::missing_protocols(json!({"data": {"status": "pending"}}))]
-#[case::not_wrapped(json!({"status": "pending"}))]
+#[case::no_port(|p: &PairingStandIn| {
+    p.state().set_broker_url(Some("mqtts://broker.example.com/".into()));
+})]
+#[case::missing_protocols(|p: &PairingStandIn| {
+    let body = json!({"data": {"status": "pending"}});
+    p.state().answer_next(200, JSON, body.to_string());
+})]
+#[case::not_wrapped(|p: &PairingStandIn| {
+    let body = json!({"status": "pending"});
+    p.state().answer_next(200, JSON, body.to_string());
+})]
 #[tokio::test]
-async fn unusable_device_info_is_an_invalid_response(#[case] body: serde_json::Value) {
-    let server = stub(200, body).await;
-    let err = client(server.url.clone())
-        .device_info(&secret())
-        .await
-        .unwrap_err();
+async fn unusable_device_info_is_an_invalid_response(#[case] answer: fn(&PairingStandIn)) {
+    let pairing = stand_in().await;
+    let secret = registered(&pairing);
+    answer(&pairing);
+    let err = client(&pairing).device_info(&secret).await.unwrap_err();
     assert!(
         matches!(err, PairingError::InvalidResponse { .. }),
         "{err:?}"
@@ -181,11 +268,12 @@ async fn unusable_device_info_is_an_invalid_response(#[case] body: serde_json::V
 
 #[tokio::test]
 async fn a_non_json_success_body_is_an_invalid_response() {
-    let server = StubServer::start(|_| Reply::raw(200, "<html>proxy</html>")).await;
-    let err = client(server.url.clone())
-        .device_info(&secret())
-        .await
-        .unwrap_err();
+    let pairing = stand_in().await;
+    let secret = registered(&pairing);
+    pairing
+        .state()
+        .answer_next(200, "text/html", "<html>proxy</html>");
+    let err = client(&pairing).device_info(&secret).await.unwrap_err();
     assert!(
         matches!(err, PairingError::InvalidResponse { .. }),
         "{err:?}"
@@ -193,25 +281,41 @@ async fn a_non_json_success_body_is_an_invalid_response() {
 }
 
 #[tokio::test]
+async fn an_oversized_answer_is_an_invalid_response() {
+    let pairing = stand_in().await;
+    let secret = registered(&pairing);
+    pairing
+        .state()
+        .answer_next(200, JSON, vec![b' '; MAX_BODY + 1]);
+    let err = client(&pairing).device_info(&secret).await.unwrap_err();
+    match err {
+        PairingError::InvalidResponse { reason } => {
+            assert!(reason.contains("larger than"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn request_certificate_sends_the_csr_and_returns_the_certificate() {
-    let ca = TestCa::new("ca");
-    let (_, cert) = ca.client_cert(
-        "test/x",
-        std::time::SystemTime::now(),
-        std::time::SystemTime::now(),
-    );
-    let server = stub(201, json!({"data": {"client_crt": cert}})).await;
-    let got = client(server.url.clone())
-        .request_certificate(&secret(), "CSR PEM")
+    let pairing = stand_in().await;
+    let secret = registered(&pairing);
+    let (key, csr) = key_and_csr();
+    let got = client(&pairing)
+        .request_certificate(&secret, &csr)
         .await
         .unwrap();
-    assert_eq!(got, cert);
-    let request = &server.requests()[0];
     assert_eq!(
-        request.path,
+        pairing.state().issued_certificates(DEVICE),
+        vec![got.clone()]
+    );
+    // Issued for the key of the CSR that was sent.
+    let info = csr::inspect_certificate(&got, key.public_key()).unwrap();
+    assert_eq!(info.common_name, CN);
+    assert_eq!(
+        requests(&pairing)[0].1,
         "/v1/test/devices/2TBn-jNESuuHamE2Zo1anA/protocols/astarte_mqtt_v1/credentials"
     );
-    assert_eq!(request.json(), json!({"data": {"csr": "CSR PEM"}}));
 }
 
 #[rstest]
@@ -219,14 +323,18 @@ async fn request_certificate_sends_the_csr_and_returns_the_certificate() {
 #[case::none(0)]
 #[tokio::test]
 async fn a_certificate_answer_without_exactly_one_certificate_is_rejected(#[case] count: usize) {
-    let ca = TestCa::new("ca");
-    let now = std::time::SystemTime::now();
+    let pairing = stand_in().await;
+    let secret = registered(&pairing);
     let pem: String = (0..count)
-        .map(|_| ca.client_cert("test/x", now, now).1)
+        .map(|_| {
+            let issued = pairing.ca().issue_client(CN, Duration::from_secs(60));
+            issued.unwrap().cert_pem
+        })
         .collect();
-    let server = stub(201, json!({"data": {"client_crt": pem}})).await;
-    let err = client(server.url.clone())
-        .request_certificate(&secret(), "CSR")
+    let body = json!({"data": {"client_crt": pem}});
+    pairing.state().answer_next(201, JSON, body.to_string());
+    let err = client(&pairing)
+        .request_certificate(&secret, &key_and_csr().1)
         .await
         .unwrap_err();
     assert!(
@@ -236,26 +344,30 @@ async fn a_certificate_answer_without_exactly_one_certificate_is_rejected(#[case
 }
 
 #[rstest]
-#[case::valid(json!({"data": {"valid": true, "timestamp": "2025-09-18 16:02:06.123Z", "until": "2035-09-16 16:02:06.000Z"}}), true)]
-#[case::invalid(json!({"data": {"valid": false, "timestamp": 1, "cause": "EXPIRED", "details": null}}), false)]
+#[case::valid(false, true)]
+#[case::expired(true, false)]
 #[tokio::test]
-async fn verify_certificate_decodes_only_valid(
-    #[case] body: serde_json::Value,
-    #[case] valid: bool,
-) {
-    let server = stub(200, body).await;
-    let got = client(server.url.clone())
-        .verify_certificate(&secret(), "PEM")
+async fn verify_certificate_decodes_only_valid(#[case] expired: bool, #[case] valid: bool) {
+    let pairing = stand_in().await;
+    let (secret, issued) = confirmed(&pairing).await;
+    let cert = if expired {
+        let hour = Duration::from_secs(3600);
+        let now = SystemTime::now();
+        let csr = key_and_csr().1;
+        let ca = pairing.ca();
+        ca.sign_csr_between(&csr, CN, now - 2 * hour, now - hour)
+            .unwrap()
+    } else {
+        issued
+    };
+    let got = client(&pairing)
+        .verify_certificate(&secret, &cert)
         .await
         .unwrap();
     assert_eq!(got, valid);
-    let request = &server.requests()[0];
-    assert!(
-        request.path.ends_with("/credentials/verify"),
-        "{}",
-        request.path
-    );
-    assert_eq!(request.json(), json!({"data": {"client_crt": "PEM"}}));
+    assert_eq!(pairing.state().verify_requests(DEVICE), 1);
+    let (_, path, _) = requests(&pairing).pop().unwrap();
+    assert!(path.ends_with("/credentials/verify"), "{path}");
 }
 
 #[test]

@@ -4,9 +4,10 @@ use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::x509::X509Req;
 
+use astarte_sandbox::TestCa;
+
 use super::*;
 use crate::credentials::MemoryKey;
-use crate::pairing::test_support::TestCa;
 
 /// A fresh in-memory key and a CSR it signed for `cn`.
 fn key_and_csr(cn: &str) -> (Arc<MemoryKey>, String) {
@@ -52,11 +53,13 @@ fn a_cn_longer_than_64_characters_is_accepted() {
 
 #[test]
 fn inspect_reads_the_cn_and_validity_of_a_matching_certificate() {
-    let ca = TestCa::new("ca");
+    let ca = TestCa::generate("ca").unwrap();
     let (key, csr) = key_and_csr("ignored");
     let not_before = whole_seconds(SystemTime::now() - Duration::from_secs(60));
     let not_after = not_before + Duration::from_secs(90 * 86_400);
-    let cert = ca.sign_csr(&csr, CN, not_before, not_after);
+    let cert = ca
+        .sign_csr_between(&csr, CN, not_before, not_after)
+        .unwrap();
     let info = inspect_certificate(&cert, key.public_key()).unwrap();
     assert_eq!(
         info,
@@ -70,10 +73,12 @@ fn inspect_reads_the_cn_and_validity_of_a_matching_certificate() {
 
 #[test]
 fn validity_before_1970_is_represented() {
-    let ca = TestCa::new("ca");
+    let ca = TestCa::generate("ca").unwrap();
     let (key, csr) = key_and_csr(CN);
     let not_before = UNIX_EPOCH - Duration::from_secs(86_400 + 5);
-    let cert = ca.sign_csr(&csr, CN, not_before, UNIX_EPOCH + Duration::from_secs(5));
+    let cert = ca
+        .sign_csr_between(&csr, CN, not_before, UNIX_EPOCH + Duration::from_secs(5))
+        .unwrap();
     assert_eq!(
         inspect_certificate(&cert, key.public_key())
             .unwrap()
@@ -84,23 +89,30 @@ fn validity_before_1970_is_represented() {
 
 #[test]
 fn a_certificate_for_another_key_is_a_mismatch() {
-    let ca = TestCa::new("ca");
+    let ca = TestCa::generate("ca").unwrap();
     let (_, csr) = key_and_csr(CN);
     let (other_key, _) = key_and_csr(CN);
     let now = SystemTime::now();
-    let cert = ca.sign_csr(&csr, CN, now, now + Duration::from_secs(3600));
+    let cert = ca
+        .sign_csr_between(&csr, CN, now, now + Duration::from_secs(3600))
+        .unwrap();
     let err = inspect_certificate(&cert, other_key.public_key()).unwrap_err();
     assert!(matches!(err, CsrError::KeyMismatch), "{err:?}");
 }
 
 #[test]
 fn a_pem_with_two_certificates_is_refused() {
-    let ca = TestCa::new("ca");
+    let ca = TestCa::generate("ca").unwrap();
     let (key, csr) = key_and_csr(CN);
     let now = SystemTime::now();
-    let cert = ca.sign_csr(&csr, CN, now, now + Duration::from_secs(3600));
-    let err =
-        inspect_certificate(&format!("{cert}{}", ca.cert_pem()), key.public_key()).unwrap_err();
+    let cert = ca
+        .sign_csr_between(&csr, CN, now, now + Duration::from_secs(3600))
+        .unwrap();
+    let err = inspect_certificate(
+        &format!("{cert}{}", ca.cert_pem().unwrap()),
+        key.public_key(),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, CsrError::CertificateCount { count: 2 }),
         "{err:?}"
