@@ -38,6 +38,8 @@ struct ConfigFile {
     credentials: CredentialsSection,
     #[serde(default)]
     recovery: RecoverySection,
+    /// `[commands]`: read as a table, checked key by key in `config/commands.rs`.
+    commands: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +112,8 @@ pub struct Config {
     pub credentials: BackendKind,
     /// `[recovery]`: how lost credentials are recovered.
     pub recovery: RecoveryOptions,
+    /// `[commands]`: remote commands (off by default).
+    pub commands: crate::commands::CommandsOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +153,8 @@ pub enum ConfigError {
     TpmNotBuilt,
     #[error("credentials.tcti: {0}")]
     Tcti(String),
+    #[error("commands.{key}: {message}")]
+    Commands { key: String, message: String },
 }
 
 impl Config {
@@ -255,26 +261,36 @@ fn validate(file: ConfigFile) -> Result<Config, Vec<ConfigError>> {
             .unregister_if_registered
             .unwrap_or(RecoveryOptions::default().unregister_if_registered),
     };
-    match (device_id, pairing_url, max_queue_bytes, credentials) {
-        (Some(device_id), Some(pairing_url), Some(max_queue_bytes), Some(credentials))
-            if problems.is_empty() =>
-        {
-            Ok(Config {
-                realm: file.realm,
-                device_id,
-                pairing_url,
-                pairing_token_file: file.pairing_token_file,
-                store_dir: file.store_dir.unwrap_or_else(|| DEFAULT_STORE_DIR.into()),
-                interfaces_dir: file
-                    .interfaces_dir
-                    .unwrap_or_else(|| DEFAULT_INTERFACES_DIR.into()),
-                ca_file: file.ca_file,
-                bus: file.dbus.bus,
-                store: crate::store::StoreOptions { max_queue_bytes },
-                credentials,
-                recovery,
-            })
-        }
+    let commands = commands::validate(file.commands.as_ref(), &mut problems);
+    match (
+        device_id,
+        pairing_url,
+        max_queue_bytes,
+        credentials,
+        commands,
+    ) {
+        (
+            Some(device_id),
+            Some(pairing_url),
+            Some(max_queue_bytes),
+            Some(credentials),
+            Some(commands),
+        ) if problems.is_empty() => Ok(Config {
+            realm: file.realm,
+            device_id,
+            pairing_url,
+            pairing_token_file: file.pairing_token_file,
+            store_dir: file.store_dir.unwrap_or_else(|| DEFAULT_STORE_DIR.into()),
+            interfaces_dir: file
+                .interfaces_dir
+                .unwrap_or_else(|| DEFAULT_INTERFACES_DIR.into()),
+            ca_file: file.ca_file,
+            bus: file.dbus.bus,
+            store: crate::store::StoreOptions { max_queue_bytes },
+            credentials,
+            recovery,
+            commands,
+        }),
         _ => Err(problems),
     }
 }
@@ -400,5 +416,6 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+mod commands;
 #[cfg(test)]
 mod tests;

@@ -180,3 +180,129 @@ fn the_tpm_backend_takes_a_tcti_and_needs_the_feature() {
             .contains("backend")
     );
 }
+
+#[test]
+fn commands_are_off_by_default_with_documented_limits() {
+    let commands = Config::parse(MINIMAL).unwrap().commands;
+    assert!(!commands.enabled);
+    assert_eq!(commands.max_parallel, crate::commands::DEFAULT_MAX_PARALLEL);
+    assert_eq!(commands.ledger_max_age_days, 30);
+    assert_eq!(commands.ledger_max_entries, 1000);
+    assert!(commands.commands.is_empty());
+}
+
+#[test]
+fn a_command_table_is_read_with_its_defaults_and_an_anchored_pattern() {
+    let text = format!(
+        r#"{MINIMAL}
+[commands]
+enabled = true
+max_parallel = 4
+ledger_max_age_days = 7
+ledger_max_entries = 50
+
+[commands.restart-app]
+exec = ["/usr/bin/systemctl", "restart", "app"]
+
+[commands.ping]
+exec = ["/bin/ping", "-c", "1"]
+args_pattern = "[a-z0-9.]+"
+timeout_seconds = 20
+rerun_on_restart = true
+max_output_bytes = 1000
+"#
+    );
+    let commands = Config::parse(&text).unwrap().commands;
+    assert!(commands.enabled);
+    assert_eq!(
+        (
+            commands.max_parallel,
+            commands.ledger_max_age_days,
+            commands.ledger_max_entries
+        ),
+        (4, 7, 50)
+    );
+    let restart = &commands.commands["restart-app"];
+    assert_eq!(restart.exec, ["/usr/bin/systemctl", "restart", "app"]);
+    assert!(restart.args_pattern.is_none());
+    assert_eq!(restart.timeout, std::time::Duration::from_secs(300));
+    assert!(!restart.rerun_on_restart);
+    assert_eq!(
+        restart.max_output_bytes,
+        crate::commands::DEFAULT_MAX_OUTPUT_BYTES
+    );
+    let ping = &commands.commands["ping"];
+    let pattern = ping.args_pattern.as_ref().unwrap();
+    assert!(pattern.is_match("example.com"));
+    assert!(
+        !pattern.is_match("example.com; reboot"),
+        "the whole argument must match"
+    );
+    assert!(!pattern.is_match("-f example.com"));
+    assert_eq!(ping.timeout, std::time::Duration::from_secs(20));
+    assert!(ping.rerun_on_restart);
+    assert_eq!(ping.max_output_bytes, 1000);
+}
+
+#[rstest]
+#[case::empty_exec("[commands.x]\nexec = []", "commands.x.exec")]
+#[case::missing_exec(
+    "[commands.x]\ntimeout_seconds = 5",
+    "commands.x: missing field `exec`"
+)]
+#[case::relative_program("[commands.x]\nexec = [\"systemctl\"]", "commands.x.exec")]
+#[case::bad_pattern(
+    "[commands.x]\nexec = [\"/bin/true\"]\nargs_pattern = \"[a-\"",
+    "commands.x.args_pattern"
+)]
+#[case::escaping_pattern(
+    "[commands.x]\nexec = [\"/bin/true\"]\nargs_pattern = \"a)|(b\"",
+    "commands.x.args_pattern"
+)]
+#[case::unknown_field("[commands.x]\nexec = [\"/bin/true\"]\nexex = 1", "exex")]
+#[case::zero_timeout(
+    "[commands.x]\nexec = [\"/bin/true\"]\ntimeout_seconds = 0",
+    "commands.x.timeout_seconds"
+)]
+#[case::huge_output(
+    "[commands.x]\nexec = [\"/bin/true\"]\nmax_output_bytes = 40000",
+    "commands.x.max_output_bytes"
+)]
+#[case::bad_name("[commands.\"re boot\"]\nexec = [\"/bin/true\"]", "commands.re boot")]
+#[case::zero_parallel("[commands]\nmax_parallel = 0", "commands.max_parallel")]
+#[case::zero_days("[commands]\nledger_max_age_days = 0", "commands.ledger_max_age_days")]
+#[case::not_a_bool("[commands]\nenabled = \"yes\"", "commands.enabled")]
+#[case::unknown_setting("[commands]\nmax_paralel = 3", "commands.max_paralel: unknown key")]
+fn bad_command_settings_name_their_key(#[case] section: &str, #[case] needle: &str) {
+    let error = Config::parse(&format!("{MINIMAL}{section}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(needle),
+        "{error:?} should mention {needle:?}"
+    );
+}
+
+#[test]
+fn check_config_reports_every_bad_command_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let text = format!(
+        "{MINIMAL}[commands]\nmax_parallel = 0\n[commands.a]\nexec = []\n[commands.b]\nexec = [\"/bin/true\"]\nargs_pattern = \"(\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let checked = Config::check(&path);
+    let problems: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    assert!(checked.config.is_none());
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    for key in [
+        "commands.max_parallel",
+        "commands.a.exec",
+        "commands.b.args_pattern",
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.starts_with(key)),
+            "{key}: {problems:?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The agent's persistent state in one SQLite database, `store_dir/agent.db`: the outgoing
 //! queue of `stored` datastream messages, the property values (device- and server-owned),
-//! and the messages the broker refused (dead letters).
+//! the messages the broker refused (dead letters), and the ledger of remote commands
+//! ([`ledger`]).
 //!
 //! Every database operation runs on one dedicated writer thread ([`writer`]); the async side
 //! only sends requests and awaits replies, so the runtime never blocks on disk. Requests
@@ -14,11 +15,14 @@
 //! and becomes durable with the next fsync; losing it on a power cut only means a message
 //! is sent again or a server property is re-sent by Astarte.
 
+pub mod ledger;
 mod legacy;
 mod ops;
 mod schema;
 mod writer;
 
+#[cfg(test)]
+mod ledger_tests;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::interface::Ownership;
 
+pub use ledger::{Inserted, LedgerEntry, NewCommand};
 pub use schema::{DATABASE_FILE, SCHEMA_VERSION};
 
 /// Default cap of the stored backlog (payload bytes waiting on disk).
@@ -184,6 +189,8 @@ pub(crate) enum Request {
         now_ms: i64,
         reply: oneshot::Sender<Result<Loaded, StoreError>>,
     },
+    /// The command ledger's requests.
+    Ledger(ledger::LedgerRequest),
     /// Commit what is pending and stop.
     Stop,
 }

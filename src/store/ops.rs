@@ -13,6 +13,7 @@ pub(super) enum Outcome {
     Done,
     Appended(u64),
     Loaded(Loaded),
+    Ledger(super::ledger::LedgerOutcome),
     /// Refused without touching the database (the transaction goes on).
     Refused(StoreError),
 }
@@ -94,6 +95,7 @@ pub(super) fn apply(
             now_ms,
             ..
         } => load(transaction, shared, *from, *limit, *now_ms, delta).map(Outcome::Loaded),
+        Request::Ledger(request) => super::ledger::apply(transaction, request).map(Outcome::Ledger),
         Request::Ack(_) | Request::Stop => Ok(Outcome::Done),
     }
 }

@@ -40,6 +40,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
         qos INTEGER NOT NULL,
         failed_at_ms INTEGER NOT NULL
     );",
+    // 2: the ledger of remote commands (see `ledger.rs`). `seq` is the arrival order; small
+    // columns come first so that scans by status stay off the output's overflow pages.
+    "CREATE TABLE commands (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        published TEXT,
+        exit_code INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        timeout_seconds INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        args TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        stdout TEXT NOT NULL,
+        stderr TEXT NOT NULL
+    );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -256,6 +256,13 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_rows() {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
         assert_eq!(current, SCHEMA_VERSION, "from version {version}");
+        let commands: i64 = connection
+            .query_row("SELECT COUNT(*) FROM commands", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(
+            commands, 0,
+            "the command ledger exists, empty, from version {version}"
+        );
         migrate(&connection).unwrap();
     }
 }

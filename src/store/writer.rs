@@ -230,6 +230,7 @@ fn is_durable(request: &Request) -> bool {
         Request::PutProperty { reply, .. } | Request::DeleteProperty { reply, .. } => {
             reply.is_some()
         }
+        Request::Ledger(request) => request.is_durable(),
         Request::Ack(_) | Request::DeadLetter(_) | Request::Load { .. } | Request::Stop => false,
     }
 }
@@ -261,6 +262,10 @@ fn answer(request: Request, outcome: Result<Outcome, StoreError>) {
                 _ => Loaded::default(),
             }));
         }
+        Request::Ledger(request) => request.answer(refused(outcome).map(|outcome| match outcome {
+            Outcome::Ledger(outcome) => outcome,
+            _ => super::ledger::LedgerOutcome::Done,
+        })),
         Request::PutProperty { reply: None, .. }
         | Request::DeleteProperty { reply: None, .. }
         | Request::Ack(_)

@@ -1,0 +1,563 @@
+//! The command engine: one task that owns the queue of commands, decides what runs, and
+//! reports every status change.
+//!
+//! For each request: the ledger first (durably), then the `received` result; an id the
+//! ledger knows is never run again, its last result is sent again. Commands start in
+//! arrival order, at most `max_parallel` at once; each start is recorded (`running`,
+//! durably) before the process starts, so a crash can never lead to a second run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::exec::{self, Execution, Exit};
+use super::handlers::{HandlerError, HandlerRequest};
+use super::options::{CommandSpec, CommandsOptions};
+use super::request::CommandRequest;
+use super::result::{CommandResult, NO_EXIT_CODE, Status};
+use super::sink::ResultSink;
+use crate::api::now_ms;
+use crate::error_chain::error_chain;
+use crate::store::{Inserted, LedgerEntry, NewCommand, Store};
+
+/// How often finished commands are pruned from the ledger (also once at start-up).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long after start-up a request for a name nobody handles yet waits for an app to
+/// register a handler, before it is rejected: apps register after the agent starts.
+pub const DEFAULT_HANDLER_GRACE: Duration = Duration::from_secs(60);
+/// Requests waiting for the engine; senders wait beyond it.
+pub const INPUT_QUEUE: usize = 64;
+
+/// What the engine is asked to do.
+pub enum Input {
+    /// A request from Astarte.
+    Request(CommandRequest),
+    /// An app asks to handle `name` (its unique bus name is `owner`).
+    RegisterHandler {
+        name: String,
+        owner: String,
+        reply: oneshot::Sender<Result<(), HandlerError>>,
+    },
+    /// A handler reports the end of a command it was given.
+    Complete {
+        id: String,
+        owner: String,
+        exit_code: i32,
+        stdout: String,
+        stderr: String,
+        reply: oneshot::Sender<Result<(), HandlerError>>,
+    },
+    /// A handler's connection went away: its registrations end and its unfinished
+    /// commands fail with `detail`.
+    HandlerGone { owner: String, detail: String },
+    /// The newest `limit` ledger entries, oldest first (for `ListCommands`).
+    List {
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<LedgerEntry>, crate::store::StoreError>>,
+    },
+}
+
+/// Who runs a command.
+#[derive(Debug, Clone)]
+pub enum Executor {
+    /// A `[commands.<name>]` table of the configuration.
+    Configured(Arc<CommandSpec>),
+    /// The app with this unique bus name, over D-Bus.
+    Handler(String),
+}
+
+/// A command waiting for its turn.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    pub seq: u64,
+    pub id: String,
+    pub name: String,
+    pub args: Vec<String>,
+    pub timeout_seconds: i32,
+}
+
+/// A command that runs.
+pub(super) struct Running {
+    pub name: String,
+    pub executor: Executor,
+    /// For handler commands: when it becomes `timeout`.
+    pub deadline: Option<Instant>,
+    pub timeout: Duration,
+}
+
+/// A run that ended (sent by the runner task).
+struct Finished {
+    id: String,
+    result: CommandResult,
+}
+
+/// What to do with a command now.
+pub(super) enum Decision {
+    Queue,
+    /// Nobody handles the name yet; wait for a handler during the start-up grace.
+    Park,
+    Refuse(String),
+}
+
+/// The engine task. Build it with [`Engine::new`], run it with [`Engine::run`].
+pub struct Engine<S> {
+    pub(super) options: Arc<CommandsOptions>,
+    pub(super) store: Store,
+    sink: S,
+    pub(super) dispatch: mpsc::UnboundedSender<HandlerRequest>,
+    handler_grace: Duration,
+    pub(super) grace_ends: Instant,
+    pub(super) pending: BTreeMap<u64, Pending>,
+    pub(super) parked: BTreeMap<u64, Pending>,
+    pub(super) running: HashMap<String, Running>,
+    /// Handled command names and their app.
+    pub(super) handlers: HashMap<String, String>,
+    finished_tx: mpsc::UnboundedSender<Finished>,
+    runners: JoinSet<()>,
+    cancel: CancellationToken,
+}
+
+impl<S: ResultSink> Engine<S> {
+    /// The engine, and where it sends requests for D-Bus handlers (`CommandRequested`).
+    pub fn new(
+        options: Arc<CommandsOptions>,
+        store: Store,
+        sink: S,
+    ) -> (Engine<S>, mpsc::UnboundedReceiver<HandlerRequest>) {
+        let (dispatch, handler_requests) = mpsc::unbounded_channel();
+        let (finished_tx, _) = mpsc::unbounded_channel();
+        let engine = Engine {
+            options,
+            store,
+            sink,
+            dispatch,
+            handler_grace: DEFAULT_HANDLER_GRACE,
+            grace_ends: Instant::now(),
+            pending: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            running: HashMap::new(),
+            handlers: HashMap::new(),
+            finished_tx,
+            runners: JoinSet::new(),
+            cancel: CancellationToken::new(),
+        };
+        (engine, handler_requests)
+    }
+
+    /// How long after start-up requests for unhandled names wait for a handler
+    /// ([`DEFAULT_HANDLER_GRACE`]).
+    pub fn with_handler_grace(mut self, grace: Duration) -> Self {
+        self.handler_grace = grace;
+        self
+    }
+
+    /// Recovers what the ledger holds, then serves `inputs` until `cancel` fires or every
+    /// sender is gone. Running processes are killed (with their groups) on the way out;
+    /// their ledger entries stay `running`, so the next start reports them `interrupted`
+    /// (or runs them again, with `rerun_on_restart`). Fails only when the ledger can't be
+    /// read at start-up.
+    #[tracing::instrument(name = "commands", skip_all)]
+    pub async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        cancel: CancellationToken,
+    ) -> Result<(), String> {
+        self.cancel = cancel.child_token();
+        self.grace_ends = Instant::now() + self.handler_grace;
+        let (finished_tx, mut finished) = mpsc::unbounded_channel();
+        self.finished_tx = finished_tx;
+        self.recover()
+            .await
+            .map_err(|error| format!("remote commands: {}", error_chain(&error)))?;
+        self.prune().await;
+        self.start_ready().await;
+        let mut prune = tokio::time::interval_at(Instant::now() + PRUNE_INTERVAL, PRUNE_INTERVAL);
+        loop {
+            let deadline = self.next_deadline();
+            let grace_ends = self.grace_ends;
+            let parked = !self.parked.is_empty();
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input).await,
+                    None => break,
+                },
+                Some(done) = finished.recv() => self.on_finished(done).await,
+                () = tokio::time::sleep_until(grace_ends), if parked => self.end_grace().await,
+                () = until(deadline) => self.expire_handlers().await,
+                _ = prune.tick() => self.prune().await,
+            }
+        }
+        self.cancel.cancel();
+        while self.runners.join_next().await.is_some() {}
+        tracing::debug!("remote commands stopped");
+        Ok(())
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Request(request) => self.on_request(request).await,
+            Input::RegisterHandler { name, owner, reply } => {
+                let _ = reply.send(self.register(name, owner));
+                self.start_ready().await;
+            }
+            Input::Complete {
+                id,
+                owner,
+                exit_code,
+                stdout,
+                stderr,
+                reply,
+            } => {
+                let outcome = self.complete(&id, &owner, exit_code, stdout, stderr).await;
+                let _ = reply.send(outcome);
+            }
+            Input::HandlerGone { owner, detail } => self.handler_gone(&owner, &detail).await,
+            Input::List { limit, reply } => {
+                let _ = reply.send(self.store.commands_recent(limit).await);
+            }
+        }
+    }
+
+    async fn on_request(&mut self, request: CommandRequest) {
+        if let Err(error) = request.check() {
+            tracing::warn!(command_name = %request.command, "{error}");
+            return;
+        }
+        tracing::info!(
+            command_id = %request.id,
+            command_name = %request.command,
+            args = ?request.args,
+            timeout_seconds = request.timeout_seconds,
+            "command request"
+        );
+        let received_at_ms = now_ms();
+        let inserted = self
+            .store
+            .command_insert(NewCommand {
+                id: request.id.clone(),
+                name: request.command.clone(),
+                args: request.args.clone(),
+                timeout_seconds: request.timeout_seconds,
+                received_at_ms,
+            })
+            .await;
+        let seq = match inserted {
+            Ok(Inserted::New { seq }) => seq,
+            Ok(Inserted::Existing(entry)) => {
+                tracing::info!(
+                    command_id = %request.id,
+                    command_name = %entry.name,
+                    status = %entry.last.status,
+                    "command id already in the ledger: not running it again, sending its last result again"
+                );
+                self.publish(&entry.name, entry.last).await;
+                return;
+            }
+            Err(error) => {
+                tracing::error!(
+                    command_id = %request.id,
+                    command_name = %request.command,
+                    error = %error_chain(&error),
+                    "couldn't record the command in the ledger: it is not run (Astarte gets no result)"
+                );
+                return;
+            }
+        };
+        let received = CommandResult::bare(&request.id, Status::Received, "", received_at_ms);
+        self.publish(&request.command, received).await;
+        let pending = Pending {
+            seq,
+            id: request.id,
+            name: request.command,
+            args: request.args,
+            timeout_seconds: request.timeout_seconds,
+        };
+        self.admit(pending).await;
+        self.start_ready().await;
+    }
+
+    /// Puts a received command in line, parks it, or rejects it.
+    pub(super) async fn admit(&mut self, pending: Pending) {
+        match self.decide(&pending) {
+            Decision::Queue => {
+                self.pending.insert(pending.seq, pending);
+            }
+            Decision::Park => {
+                tracing::info!(command_id = %pending.id, command_name = %pending.name, "no app handles this command yet: waiting for one to register");
+                self.parked.insert(pending.seq, pending);
+            }
+            Decision::Refuse(reason) => {
+                let rejected = CommandResult::bare(&pending.id, Status::Rejected, reason, now_ms());
+                self.finish(&pending.name, rejected).await;
+            }
+        }
+    }
+
+    pub(super) fn decide(&self, pending: &Pending) -> Decision {
+        if pending.name.is_empty() {
+            return Decision::Refuse("the request names no command".into());
+        }
+        if let Some(spec) = self.options.commands.get(&pending.name) {
+            return match spec.refuse_args(&pending.args) {
+                Some(reason) => Decision::Refuse(reason),
+                None => Decision::Queue,
+            };
+        }
+        if self.handlers.contains_key(&pending.name) {
+            Decision::Queue
+        } else if Instant::now() < self.grace_ends {
+            Decision::Park
+        } else {
+            Decision::Refuse(format!(
+                "unknown command {:?}: not configured on the device and no app handles it",
+                pending.name
+            ))
+        }
+    }
+
+    /// Starts waiting commands, oldest first, while fewer than `max_parallel` run.
+    pub(super) async fn start_ready(&mut self) {
+        while self.running.len() < self.options.max_parallel {
+            let Some((_, pending)) = self.pending.pop_first() else {
+                break;
+            };
+            self.start(pending).await;
+        }
+    }
+
+    async fn start(&mut self, pending: Pending) {
+        let executor = match self.options.commands.get(&pending.name) {
+            Some(spec) => Executor::Configured(spec.clone()),
+            None => match self.handlers.get(&pending.name) {
+                Some(owner) => Executor::Handler(owner.clone()),
+                None => {
+                    let reason = format!("no app handles command {:?} any more", pending.name);
+                    let rejected =
+                        CommandResult::bare(&pending.id, Status::Rejected, reason, now_ms());
+                    self.finish(&pending.name, rejected).await;
+                    return;
+                }
+            },
+        };
+        if let Decision::Refuse(reason) = self.decide(&pending) {
+            let rejected = CommandResult::bare(&pending.id, Status::Rejected, reason, now_ms());
+            self.finish(&pending.name, rejected).await;
+            return;
+        }
+        let running = CommandResult::bare(&pending.id, Status::Running, "", now_ms());
+        // Recorded before it starts: after a crash it is `interrupted`, never run twice.
+        if let Err(error) = self.store.command_update(running.clone()).await {
+            tracing::error!(
+                command_id = %pending.id,
+                command_name = %pending.name,
+                error = %error_chain(&error),
+                "couldn't record that the command starts: not starting it (it is tried again after a restart)"
+            );
+            return;
+        }
+        self.publish(&pending.name, running).await;
+        let timeout = match &executor {
+            Executor::Configured(spec) => spec.timeout_for(pending.timeout_seconds),
+            Executor::Handler(_) => super::handlers::handler_timeout(pending.timeout_seconds),
+        };
+        let deadline = match &executor {
+            Executor::Configured(spec) => {
+                self.spawn_runner(&pending, spec, timeout);
+                None
+            }
+            Executor::Handler(owner) => {
+                if !self.dispatch_to(owner, &pending) {
+                    let detail = "couldn't reach the app that handles it (D-Bus side not running)";
+                    let failed = CommandResult::bare(&pending.id, Status::Failed, detail, now_ms());
+                    self.finish(&pending.name, failed).await;
+                    return;
+                }
+                Some(Instant::now() + timeout)
+            }
+        };
+        self.running.insert(
+            pending.id,
+            Running {
+                name: pending.name,
+                executor,
+                deadline,
+                timeout,
+            },
+        );
+    }
+
+    fn spawn_runner(&mut self, pending: &Pending, spec: &CommandSpec, timeout: Duration) {
+        let execution = Execution {
+            argv: spec.exec.iter().chain(&pending.args).cloned().collect(),
+            timeout,
+            max_output_bytes: spec.max_output_bytes,
+        };
+        let id = pending.id.clone();
+        let finished = self.finished_tx.clone();
+        let cancel = self.cancel.clone();
+        self.runners.spawn(
+            async move {
+                let outcome = exec::run(&execution, &cancel).await;
+                if outcome.exit == Exit::Cancelled {
+                    return;
+                }
+                let result = result_of(&id, outcome, timeout);
+                let _ = finished.send(Finished { id, result });
+            }
+            .in_current_span(),
+        );
+    }
+
+    async fn on_finished(&mut self, done: Finished) {
+        // Reap the runner task.
+        while self.runners.try_join_next().is_some() {}
+        if let Some(running) = self.running.remove(&done.id) {
+            self.finish(&running.name, done.result).await;
+            self.start_ready().await;
+        }
+    }
+
+    /// Records a final result, then publishes it.
+    pub(super) async fn finish(&mut self, name: &str, result: CommandResult) {
+        if let Err(error) = self.store.command_update(result.clone()).await {
+            tracing::error!(
+                command_id = %result.id,
+                command_name = %name,
+                error = %error_chain(&error),
+                "couldn't record the command's result in the ledger"
+            );
+        }
+        self.publish(name, result).await;
+    }
+
+    /// Logs a result (the audit trail) and hands it to the sink.
+    pub(super) async fn publish(&self, name: &str, result: CommandResult) {
+        tracing::info!(
+            command_id = %result.id,
+            command_name = %name,
+            status = %result.status,
+            exit_code = result.exit_code,
+            truncated = result.truncated,
+            detail = %result.detail,
+            "command result"
+        );
+        match self.sink.publish(&result).await {
+            Ok(()) if result.status.is_final() => {
+                self.store.command_published(&result.id, result.status);
+            }
+            Ok(()) => {}
+            Err(error) => tracing::error!(
+                command_id = %result.id,
+                command_name = %name,
+                status = %result.status,
+                error = %error_chain(&error),
+                "couldn't queue the command's result (a final one is queued again at the next start)"
+            ),
+        }
+    }
+
+    /// At start-up: unfinished commands of the last run, and results it could not queue.
+    async fn recover(&mut self) -> Result<(), crate::store::StoreError> {
+        for entry in self.store.commands_unfinished().await? {
+            let pending = Pending {
+                seq: entry.seq,
+                id: entry.last.id.clone(),
+                name: entry.name.clone(),
+                args: entry.args.clone(),
+                timeout_seconds: entry.timeout_seconds,
+            };
+            match entry.last.status {
+                Status::Received => self.admit(pending).await,
+                Status::Running if self.reruns(&entry.name) => {
+                    tracing::info!(command_id = %pending.id, command_name = %pending.name, "the agent stopped while the command ran: running it again (rerun_on_restart)");
+                    self.pending.insert(pending.seq, pending);
+                }
+                _ => {
+                    let detail = "the agent stopped while the command ran (restart, crash or power loss); it is not run again";
+                    let interrupted =
+                        CommandResult::bare(&pending.id, Status::Interrupted, detail, now_ms());
+                    self.finish(&pending.name, interrupted).await;
+                }
+            }
+        }
+        for entry in self.store.commands_unpublished().await? {
+            self.publish(&entry.name, entry.last).await;
+        }
+        Ok(())
+    }
+
+    fn reruns(&self, name: &str) -> bool {
+        self.options
+            .commands
+            .get(name)
+            .is_some_and(|spec| spec.rerun_on_restart)
+    }
+
+    async fn prune(&self) {
+        let max_age_ms = i64::from(self.options.ledger_max_age_days) * 24 * 3600 * 1000;
+        match self
+            .store
+            .commands_prune(now_ms() - max_age_ms, self.options.ledger_max_entries)
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "forgot old finished commands"),
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "couldn't prune the command ledger")
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The final result of a configured command's run.
+fn result_of(id: &str, outcome: exec::Outcome, timeout: Duration) -> CommandResult {
+    let (status, exit_code, detail) = match outcome.exit {
+        Exit::Code(0) => (Status::Completed, 0, String::new()),
+        Exit::Code(code) => (Status::Failed, code, format!("exited with code {code}")),
+        Exit::Signal(signal) => {
+            let name = nix::sys::signal::Signal::try_from(signal)
+                .map(|signal| signal.as_str().to_owned())
+                .unwrap_or_else(|_| format!("signal {signal}"));
+            (Status::Failed, NO_EXIT_CODE, format!("killed by {name}"))
+        }
+        Exit::TimedOut => (
+            Status::Timeout,
+            NO_EXIT_CODE,
+            format!(
+                "still running after {} s: killed with its whole process group",
+                timeout.as_secs()
+            ),
+        ),
+        Exit::SpawnFailed(reason) => (Status::Failed, NO_EXIT_CODE, reason),
+        Exit::Cancelled => (
+            Status::Interrupted,
+            NO_EXIT_CODE,
+            "the agent stopped while the command ran".into(),
+        ),
+    };
+    CommandResult {
+        id: id.to_owned(),
+        status,
+        exit_code,
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        truncated: outcome.truncated,
+        detail,
+        timestamp_ms: now_ms(),
+    }
+}
