@@ -14,13 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use super::exec::{self, Execution, Exit};
 use super::handlers::{HandlerError, HandlerRequest};
 use super::options::{CommandSpec, CommandsOptions};
 use super::request::CommandRequest;
-use super::result::{CommandResult, NO_EXIT_CODE, Status};
+use super::result::{CommandResult, Status};
 use super::sink::ResultSink;
 use crate::api::now_ms;
 use crate::error_chain::error_chain;
@@ -92,9 +90,9 @@ pub(super) struct Running {
 }
 
 /// A run that ended (sent by the runner task).
-struct Finished {
-    id: String,
-    result: CommandResult,
+pub(super) struct Finished {
+    pub id: String,
+    pub result: CommandResult,
 }
 
 /// What to do with a command now.
@@ -109,7 +107,7 @@ pub(super) enum Decision {
 pub struct Engine<S> {
     pub(super) options: Arc<CommandsOptions>,
     pub(super) store: Store,
-    sink: S,
+    pub(super) sink: S,
     pub(super) dispatch: mpsc::UnboundedSender<HandlerRequest>,
     handler_grace: Duration,
     pub(super) grace_ends: Instant,
@@ -118,9 +116,9 @@ pub struct Engine<S> {
     pub(super) running: HashMap<String, Running>,
     /// Handled command names and their app.
     pub(super) handlers: HashMap<String, String>,
-    finished_tx: mpsc::UnboundedSender<Finished>,
-    runners: JoinSet<()>,
-    cancel: CancellationToken,
+    pub(super) finished_tx: mpsc::UnboundedSender<Finished>,
+    pub(super) runners: JoinSet<()>,
+    pub(super) cancel: CancellationToken,
 }
 
 impl<S: ResultSink> Engine<S> {
@@ -321,199 +319,6 @@ impl<S: ResultSink> Engine<S> {
             ))
         }
     }
-
-    /// Starts waiting commands, oldest first, while fewer than `max_parallel` run.
-    pub(super) async fn start_ready(&mut self) {
-        while self.running.len() < self.options.max_parallel {
-            let Some((_, pending)) = self.pending.pop_first() else {
-                break;
-            };
-            self.start(pending).await;
-        }
-    }
-
-    async fn start(&mut self, pending: Pending) {
-        let executor = match self.options.commands.get(&pending.name) {
-            Some(spec) => Executor::Configured(spec.clone()),
-            None => match self.handlers.get(&pending.name) {
-                Some(owner) => Executor::Handler(owner.clone()),
-                None => {
-                    let reason = format!("no app handles command {:?} any more", pending.name);
-                    let rejected =
-                        CommandResult::bare(&pending.id, Status::Rejected, reason, now_ms());
-                    self.finish(&pending.name, rejected).await;
-                    return;
-                }
-            },
-        };
-        if let Decision::Refuse(reason) = self.decide(&pending) {
-            let rejected = CommandResult::bare(&pending.id, Status::Rejected, reason, now_ms());
-            self.finish(&pending.name, rejected).await;
-            return;
-        }
-        let running = CommandResult::bare(&pending.id, Status::Running, "", now_ms());
-        // Recorded before it starts: after a crash it is `interrupted`, never run twice.
-        if let Err(error) = self.store.command_update(running.clone()).await {
-            tracing::error!(
-                command_id = %pending.id,
-                command_name = %pending.name,
-                error = %error_chain(&error),
-                "couldn't record that the command starts: not starting it (it is tried again after a restart)"
-            );
-            return;
-        }
-        self.publish(&pending.name, running).await;
-        let timeout = match &executor {
-            Executor::Configured(spec) => spec.timeout_for(pending.timeout_seconds),
-            Executor::Handler(_) => super::handlers::handler_timeout(pending.timeout_seconds),
-        };
-        let deadline = match &executor {
-            Executor::Configured(spec) => {
-                self.spawn_runner(&pending, spec, timeout);
-                None
-            }
-            Executor::Handler(owner) => {
-                if !self.dispatch_to(owner, &pending) {
-                    let detail = "couldn't reach the app that handles it (D-Bus side not running)";
-                    let failed = CommandResult::bare(&pending.id, Status::Failed, detail, now_ms());
-                    self.finish(&pending.name, failed).await;
-                    return;
-                }
-                Some(Instant::now() + timeout)
-            }
-        };
-        self.running.insert(
-            pending.id,
-            Running {
-                name: pending.name,
-                executor,
-                deadline,
-                timeout,
-            },
-        );
-    }
-
-    fn spawn_runner(&mut self, pending: &Pending, spec: &CommandSpec, timeout: Duration) {
-        let execution = Execution {
-            argv: spec.exec.iter().chain(&pending.args).cloned().collect(),
-            timeout,
-            max_output_bytes: spec.max_output_bytes,
-        };
-        let id = pending.id.clone();
-        let finished = self.finished_tx.clone();
-        let cancel = self.cancel.clone();
-        self.runners.spawn(
-            async move {
-                let outcome = exec::run(&execution, &cancel).await;
-                if outcome.exit == Exit::Cancelled {
-                    return;
-                }
-                let result = result_of(&id, outcome, timeout);
-                let _ = finished.send(Finished { id, result });
-            }
-            .in_current_span(),
-        );
-    }
-
-    async fn on_finished(&mut self, done: Finished) {
-        // Reap the runner task.
-        while self.runners.try_join_next().is_some() {}
-        if let Some(running) = self.running.remove(&done.id) {
-            self.finish(&running.name, done.result).await;
-            self.start_ready().await;
-        }
-    }
-
-    /// Records a final result, then publishes it.
-    pub(super) async fn finish(&mut self, name: &str, result: CommandResult) {
-        if let Err(error) = self.store.command_update(result.clone()).await {
-            tracing::error!(
-                command_id = %result.id,
-                command_name = %name,
-                error = %error_chain(&error),
-                "couldn't record the command's result in the ledger"
-            );
-        }
-        self.publish(name, result).await;
-    }
-
-    /// Logs a result (the audit trail) and hands it to the sink.
-    pub(super) async fn publish(&self, name: &str, result: CommandResult) {
-        tracing::info!(
-            command_id = %result.id,
-            command_name = %name,
-            status = %result.status,
-            exit_code = result.exit_code,
-            truncated = result.truncated,
-            detail = %result.detail,
-            "command result"
-        );
-        match self.sink.publish(&result).await {
-            Ok(()) if result.status.is_final() => {
-                self.store.command_published(&result.id, result.status);
-            }
-            Ok(()) => {}
-            Err(error) => tracing::error!(
-                command_id = %result.id,
-                command_name = %name,
-                status = %result.status,
-                error = %error_chain(&error),
-                "couldn't queue the command's result (a final one is queued again at the next start)"
-            ),
-        }
-    }
-
-    /// At start-up: unfinished commands of the last run, and results it could not queue.
-    async fn recover(&mut self) -> Result<(), crate::store::StoreError> {
-        for entry in self.store.commands_unfinished().await? {
-            let pending = Pending {
-                seq: entry.seq,
-                id: entry.last.id.clone(),
-                name: entry.name.clone(),
-                args: entry.args.clone(),
-                timeout_seconds: entry.timeout_seconds,
-            };
-            match entry.last.status {
-                Status::Received => self.admit(pending).await,
-                Status::Running if self.reruns(&entry.name) => {
-                    tracing::info!(command_id = %pending.id, command_name = %pending.name, "the agent stopped while the command ran: running it again (rerun_on_restart)");
-                    self.pending.insert(pending.seq, pending);
-                }
-                _ => {
-                    let detail = "the agent stopped while the command ran (restart, crash or power loss); it is not run again";
-                    let interrupted =
-                        CommandResult::bare(&pending.id, Status::Interrupted, detail, now_ms());
-                    self.finish(&pending.name, interrupted).await;
-                }
-            }
-        }
-        for entry in self.store.commands_unpublished().await? {
-            self.publish(&entry.name, entry.last).await;
-        }
-        Ok(())
-    }
-
-    fn reruns(&self, name: &str) -> bool {
-        self.options
-            .commands
-            .get(name)
-            .is_some_and(|spec| spec.rerun_on_restart)
-    }
-
-    async fn prune(&self) {
-        let max_age_ms = i64::from(self.options.ledger_max_age_days) * 24 * 3600 * 1000;
-        match self
-            .store
-            .commands_prune(now_ms() - max_age_ms, self.options.ledger_max_entries)
-            .await
-        {
-            Ok(0) => {}
-            Ok(pruned) => tracing::debug!(pruned, "forgot old finished commands"),
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "couldn't prune the command ledger")
-            }
-        }
-    }
 }
 
 /// Sleeps until `deadline`; forever without one.
@@ -521,43 +326,5 @@ async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The final result of a configured command's run.
-fn result_of(id: &str, outcome: exec::Outcome, timeout: Duration) -> CommandResult {
-    let (status, exit_code, detail) = match outcome.exit {
-        Exit::Code(0) => (Status::Completed, 0, String::new()),
-        Exit::Code(code) => (Status::Failed, code, format!("exited with code {code}")),
-        Exit::Signal(signal) => {
-            let name = nix::sys::signal::Signal::try_from(signal)
-                .map(|signal| signal.as_str().to_owned())
-                .unwrap_or_else(|_| format!("signal {signal}"));
-            (Status::Failed, NO_EXIT_CODE, format!("killed by {name}"))
-        }
-        Exit::TimedOut => (
-            Status::Timeout,
-            NO_EXIT_CODE,
-            format!(
-                "still running after {} s: killed with its whole process group",
-                timeout.as_secs()
-            ),
-        ),
-        Exit::SpawnFailed(reason) => (Status::Failed, NO_EXIT_CODE, reason),
-        Exit::Cancelled => (
-            Status::Interrupted,
-            NO_EXIT_CODE,
-            "the agent stopped while the command ran".into(),
-        ),
-    };
-    CommandResult {
-        id: id.to_owned(),
-        status,
-        exit_code,
-        stdout: outcome.stdout,
-        stderr: outcome.stderr,
-        truncated: outcome.truncated,
-        detail,
-        timestamp_ms: now_ms(),
     }
 }

@@ -14,7 +14,9 @@
 mod engine;
 pub mod exec;
 mod handlers;
+mod lifecycle;
 mod options;
+mod recovery;
 mod request;
 mod result;
 mod sink;
