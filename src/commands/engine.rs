@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::REQUESTS_INTERFACE;
 use super::handlers::{HandlerError, HandlerRequest};
 use super::options::{CommandSpec, CommandsOptions};
 use super::request::CommandRequest;
@@ -23,6 +24,8 @@ use super::sink::ResultSink;
 use crate::api::now_ms;
 use crate::error_chain::error_chain;
 use crate::store::{Inserted, LedgerEntry, NewCommand, Store};
+use crate::transport::receive::ServerEvent;
+use crate::transport::router::Routed;
 
 /// How often finished commands are pruned from the ledger (also once at start-up).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -164,6 +167,7 @@ impl<S: ResultSink> Engine<S> {
     pub async fn run(
         mut self,
         mut inputs: mpsc::Receiver<Input>,
+        mut routed: mpsc::Receiver<Routed>,
         cancel: CancellationToken,
     ) -> Result<(), String> {
         self.cancel = cancel.child_token();
@@ -186,6 +190,7 @@ impl<S: ResultSink> Engine<S> {
                     Some(input) => self.on_input(input).await,
                     None => break,
                 },
+                Some(message) = routed.recv() => self.on_routed(message).await,
                 Some(done) = finished.recv() => self.on_finished(done).await,
                 () = tokio::time::sleep_until(grace_ends), if parked => self.end_grace().await,
                 () = until(deadline) => self.expire_handlers().await,
@@ -200,7 +205,9 @@ impl<S: ResultSink> Engine<S> {
 
     async fn on_input(&mut self, input: Input) {
         match input {
-            Input::Request(request) => self.on_request(request).await,
+            Input::Request(request) => {
+                self.on_request(request).await;
+            }
             Input::RegisterHandler { name, owner, reply } => {
                 let _ = reply.send(self.register(name, owner));
                 self.start_ready().await;
@@ -223,10 +230,40 @@ impl<S: ResultSink> Engine<S> {
         }
     }
 
-    async fn on_request(&mut self, request: CommandRequest) {
+    /// A message the router handed over: confirmed (acknowledged to the broker) once the
+    /// command is in the ledger, or when it can never be answered; left unconfirmed when
+    /// the ledger can't take it, so the broker delivers it again.
+    async fn on_routed(&mut self, message: Routed) {
+        let Routed { event, receipt } = message;
+        let request = match event {
+            ServerEvent::Object {
+                interface, values, ..
+            } if interface == REQUESTS_INTERFACE => CommandRequest::from_object(&values),
+            other => {
+                tracing::warn!(event = ?other, "not a command request: ignoring it");
+                receipt.confirm();
+                return;
+            }
+        };
+        match request {
+            Ok(request) => {
+                if self.on_request(request).await {
+                    receipt.confirm();
+                }
+            }
+            Err(error) => {
+                tracing::warn!("{error}");
+                receipt.confirm();
+            }
+        }
+    }
+
+    /// Returns whether the request is settled: in the ledger (new or known), or dropped
+    /// because it can't be answered. False when the ledger could not record it.
+    async fn on_request(&mut self, request: CommandRequest) -> bool {
         if let Err(error) = request.check() {
             tracing::warn!(command_name = %request.command, "{error}");
-            return;
+            return true;
         }
         tracing::info!(
             command_id = %request.id,
@@ -256,16 +293,16 @@ impl<S: ResultSink> Engine<S> {
                     "command id already in the ledger: not running it again, sending its last result again"
                 );
                 self.publish(&entry.name, entry.last).await;
-                return;
+                return true;
             }
             Err(error) => {
                 tracing::error!(
                     command_id = %request.id,
                     command_name = %request.command,
                     error = %error_chain(&error),
-                    "couldn't record the command in the ledger: it is not run (Astarte gets no result)"
+                    "couldn't record the command in the ledger: not running it (Astarte delivers it again after a reconnection)"
                 );
-                return;
+                return false;
             }
         };
         let received = CommandResult::bare(&request.id, Status::Received, "", received_at_ms);
@@ -279,6 +316,7 @@ impl<S: ResultSink> Engine<S> {
         };
         self.admit(pending).await;
         self.start_ready().await;
+        true
     }
 
     /// Puts a received command in line, parks it, or rejects it.

@@ -2,7 +2,8 @@
 //! device answers with every status change of it (`CommandResults` `/result`).
 //!
 //! - [`interfaces`]: both interfaces, embedded from the repository's `interfaces/` folder.
-//! - [`CommandRequest::from_object`]: a received `/request` object.
+//! - [`route`]: how the router hands `/request` objects to the engine (acknowledged once
+//!   in the ledger); [`CommandRequest::from_object`] reads one.
 //! - [`Engine`]: the task that runs commands, at most once each, in arrival order, at most
 //!   `max_parallel` at once, with a ledger in the store; [`CommandsHandle`] talks to it.
 //! - [`exec`]: running a configured command (no shell, cleared environment, own process
@@ -42,6 +43,7 @@ pub use sink::{DeviceApiSink, PublishError, ResultSink};
 
 use crate::interface::{Interface, InterfaceError};
 use crate::store::{LedgerEntry, StoreError};
+use crate::transport::router::{Route, Routed};
 
 /// Server-owned: requests arrive here.
 pub const REQUESTS_INTERFACE: &str = "org.astarte-platform.agent.Commands";
@@ -72,6 +74,18 @@ pub fn interface_documents() -> [(&'static str, &'static str); 2] {
         (REQUESTS_INTERFACE, REQUESTS_JSON),
         (RESULTS_INTERFACE, RESULTS_JSON),
     ]
+}
+
+/// The router's way to the engine: the [`Route`] that claims the `Commands` interface, and
+/// the receiver to give to [`Engine::run`]. The router never waits: when the engine is
+/// behind, a request stays unacknowledged and the broker delivers it again later.
+pub fn route() -> (Route, mpsc::Receiver<Routed>) {
+    let (sender, receiver) = mpsc::channel(INPUT_QUEUE);
+    let route = Route {
+        interfaces: vec![REQUESTS_INTERFACE.to_owned()],
+        sender,
+    };
+    (route, receiver)
 }
 
 /// A handle and the receiver to give to [`Engine::run`].

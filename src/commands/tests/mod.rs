@@ -8,6 +8,7 @@ mod handlers;
 mod interfaces;
 mod recovery;
 mod result;
+mod routed;
 mod sink;
 
 use std::path::Path;
@@ -70,6 +71,8 @@ pub(super) fn request(id: &str, command: &str, args: &[&str]) -> CommandRequest 
 /// An engine running on a store in `dir`.
 pub(super) struct Harness {
     pub handle: CommandsHandle,
+    /// What the router would use.
+    pub route: crate::transport::router::Route,
     pub results: mpsc::UnboundedReceiver<CommandResult>,
     pub handler_requests: mpsc::UnboundedReceiver<HandlerRequest>,
     pub store: Store,
@@ -93,10 +96,16 @@ impl Harness {
         let (engine, handler_requests) =
             Engine::new(Arc::new(options), store.clone(), Recorder(sink));
         let (handle, inputs) = channel();
+        let (route, routed) = route();
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(engine.with_handler_grace(grace).run(inputs, cancel.clone()));
+        let task = tokio::spawn(engine.with_handler_grace(grace).run(
+            inputs,
+            routed,
+            cancel.clone(),
+        ));
         Harness {
             handle,
+            route,
             results,
             handler_requests,
             store,
