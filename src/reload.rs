@@ -40,9 +40,12 @@ pub async fn reload(
         tracing::warn!(keys = ?restart_needed, "these configuration keys changed: they take effect when the agent restarts");
     }
     let (interfaces_dir, store_dir) = (new.interfaces_dir.clone(), running.store_dir.clone());
-    let loaded = tokio::task::spawn_blocking(move || runtime::load(&interfaces_dir, &store_dir))
-        .await
-        .map_err(|_| ReloadError::Task)??;
+    // The command interfaces follow the running configuration: `[commands]` needs a restart.
+    let builtins = crate::commands::builtin_interfaces(&running.commands);
+    let loaded =
+        tokio::task::spawn_blocking(move || runtime::load(&interfaces_dir, &store_dir, builtins))
+            .await
+            .map_err(|_| ReloadError::Task)??;
     for problem in &loaded.problems {
         tracing::error!(%problem, "skipping an invalid interface file");
     }
@@ -86,6 +89,12 @@ fn keys_needing_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     check(
         running.store.max_queue_bytes != new.store.max_queue_bytes,
         "store.max_queue_bytes",
+    );
+    check(running.credentials != new.credentials, "credentials");
+    check(running.recovery != new.recovery, "recovery");
+    check(
+        running.commands.summary() != new.commands.summary(),
+        "commands",
     );
     keys
 }

@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::api::DeviceApi;
+use crate::commands::{CommandsHandle, DeviceApiSink, Engine, Input};
 use crate::config::{BusKind, Config};
 use crate::connection::Connection;
+use crate::dbus::commands::{CommandsService, SignalingSink};
 use crate::dbus::{self, service::DeviceService};
 use crate::interface::runtime::{self, LiveRegistry};
 use crate::notify::notify;
@@ -94,7 +96,11 @@ async fn serve(
 ) -> Result<(), StartError> {
     let mut running = config.clone();
     create_store_dir(&config.store_dir)?;
-    let loaded = runtime::load(&config.interfaces_dir, &config.store_dir)?;
+    let loaded = runtime::load(
+        &config.interfaces_dir,
+        &config.store_dir,
+        crate::commands::builtin_interfaces(&config.commands),
+    )?;
     for problem in &loaded.problems {
         tracing::error!(%problem, "skipping an invalid interface file");
     }
@@ -135,6 +141,8 @@ async fn serve(
         topics.clone(),
     ));
     let health = Arc::new(crate::health::Health::default());
+    let remote = config.commands.enabled.then(RemoteCommands::new);
+    let api_for_commands = api.clone();
     let tokens = Arc::new(Tokens::new(config.pairing_token_file.clone()));
     let service = DeviceService::new(
         api.clone(),
@@ -151,6 +159,10 @@ async fn serve(
     let connection = builder
         .name(dbus::BUS_NAME)?
         .serve_at(dbus::OBJECT_PATH, service)?
+        .serve_at(
+            dbus::OBJECT_PATH,
+            CommandsService::new(remote.as_ref().map(|remote| remote.handle.clone())),
+        )?
         .build()
         .await?;
     tracing::info!(name = dbus::BUS_NAME, "serving on D-Bus");
@@ -176,7 +188,8 @@ async fn serve(
     let provisioner = Provisioner::new(pairing, credentials, tokens.clone(), config.recovery);
 
     let (events_tx, events_rx) = mpsc::channel(SIGNAL_QUEUE);
-    let (router, confirmations) = Router::new(ServerEvents::new(events_tx), Vec::new());
+    let routes = remote.iter().map(|remote| remote.route.clone()).collect();
+    let (router, confirmations) = Router::new(ServerEvents::new(events_tx), routes);
     let context = SessionContext {
         topics,
         registry: registry.clone(),
@@ -218,6 +231,27 @@ async fn serve(
         health,
     };
     tasks.spawn(link.run(cancel.clone()).in_current_span());
+    if let Some(remote) = remote {
+        let (sink, finished) = SignalingSink::new(DeviceApiSink::new(api_for_commands.clone()));
+        let (engine, handler_requests) =
+            Engine::new(Arc::new(config.commands.clone()), store.clone(), sink);
+        let engine = engine.with_handler_grace(config.commands.handler_wait);
+        tasks.spawn(
+            engine
+                .run(remote.inputs, remote.routed, cancel.clone())
+                .in_current_span(),
+        );
+        tasks.spawn(
+            dbus::commands::serve(
+                connection.clone(),
+                remote.handle,
+                handler_requests,
+                finished,
+                cancel.clone(),
+            )
+            .in_current_span(),
+        );
+    }
     notify("READY=1");
 
     tokio::pin!(shutdown);
@@ -261,6 +295,27 @@ async fn serve(
     // Commits what is pending (acknowledged rows) before the process exits.
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
     outcome
+}
+
+/// The channels of remote commands (`[commands] enabled = true`).
+struct RemoteCommands {
+    handle: CommandsHandle,
+    inputs: mpsc::Receiver<Input>,
+    route: crate::transport::router::Route,
+    routed: mpsc::Receiver<crate::transport::router::Routed>,
+}
+
+impl RemoteCommands {
+    fn new() -> RemoteCommands {
+        let (handle, inputs) = crate::commands::channel();
+        let (route, routed) = crate::commands::route();
+        RemoteCommands {
+            handle,
+            inputs,
+            route,
+            routed,
+        }
+    }
 }
 
 /// The next SIGHUP; never, without a handler.

@@ -68,6 +68,19 @@ pub fn interfaces() -> Result<Vec<Interface>, InterfaceError> {
     ])
 }
 
+/// The interfaces the agent adds to its own: both command interfaces when `[commands]` is
+/// enabled, none otherwise (they were validated by a unit test, so failing here is a bug,
+/// logged and survived).
+pub fn builtin_interfaces(options: &CommandsOptions) -> Vec<Interface> {
+    if !options.enabled {
+        return Vec::new();
+    }
+    interfaces().unwrap_or_else(|error| {
+        tracing::error!(%error, "the built-in command interfaces are invalid: remote commands are off");
+        Vec::new()
+    })
+}
+
 /// The JSON documents of both interfaces (what the realm administrator installs).
 pub fn interface_documents() -> [(&'static str, &'static str); 2] {
     [

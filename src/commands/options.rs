@@ -29,7 +29,17 @@ pub struct CommandsOptions {
     pub ledger_max_age_days: u32,
     /// At most this many finished commands are kept (at least 1); unfinished ones always are.
     pub ledger_max_entries: u32,
+    /// After start-up, requests for a name neither configured nor handled wait this long for
+    /// an app to register a handler before they are rejected.
+    pub handler_wait: Duration,
     pub commands: BTreeMap<String, Arc<CommandSpec>>,
+}
+
+impl CommandsOptions {
+    /// Everything configured, as comparable text (a reload tells whether `[commands]` changed).
+    pub fn summary(&self) -> String {
+        format!("{self:?}")
+    }
 }
 
 impl Default for CommandsOptions {
@@ -39,6 +49,7 @@ impl Default for CommandsOptions {
             max_parallel: DEFAULT_MAX_PARALLEL,
             ledger_max_age_days: DEFAULT_LEDGER_MAX_AGE_DAYS,
             ledger_max_entries: DEFAULT_LEDGER_MAX_ENTRIES,
+            handler_wait: super::DEFAULT_HANDLER_GRACE,
             commands: BTreeMap::new(),
         }
     }

@@ -25,7 +25,8 @@ struct CommandFile {
     max_output_bytes: Option<u64>,
 }
 
-const SETTINGS: &str = "enabled, max_parallel, ledger_max_age_days, ledger_max_entries";
+const SETTINGS: &str =
+    "enabled, max_parallel, ledger_max_age_days, ledger_max_entries, handler_wait_seconds";
 
 /// Validates `[commands]`, pushing one problem per bad key; `None` when there was any.
 pub(super) fn validate(
@@ -56,6 +57,14 @@ pub(super) fn validate(
                 Ok(days) => options.ledger_max_age_days = days,
                 Err(message) => problem(key, message),
             },
+            ("handler_wait_seconds", toml::Value::Integer(seconds))
+                if (0..=3600).contains(seconds) =>
+            {
+                options.handler_wait = Duration::from_secs(*seconds as u64)
+            }
+            ("handler_wait_seconds", _) => {
+                problem(key, "expected a number of seconds from 0 to 3600".into())
+            }
             ("ledger_max_entries", value) => match at_least_one(value) {
                 Ok(entries) => options.ledger_max_entries = entries,
                 Err(message) => problem(key, message),

@@ -83,3 +83,19 @@ pub trait Device {
     #[zbus(property)]
     fn store_bytes(&self) -> zbus::Result<u64>;
 }
+
+/// `org.astarte_platform.Agent1.Commands`: for an app that handles remote commands.
+#[zbus::proxy(
+    interface = "org.astarte_platform.Agent1.Commands",
+    default_service = "org.astarte_platform.Agent1",
+    default_path = "/org/astarte_platform/Agent1"
+)]
+pub trait Commands {
+    fn register_handler(&self, name: &str) -> zbus::Result<()>;
+    fn complete(&self, id: &str, exit_code: i32, stdout: &str, stderr: &str) -> zbus::Result<()>;
+    fn list_commands(&self) -> zbus::Result<Vec<(String, String, String, i64)>>;
+    #[zbus(signal)]
+    fn command_requested(&self, id: String, name: String, args: Vec<String>) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn command_finished(&self, id: String, status: String) -> zbus::Result<()>;
+}

@@ -41,6 +41,14 @@ pub enum AgentError {
     InterfaceNotRemovable(String),
     /// `Register` was given something that is not a Pairing agent JWT.
     InvalidToken(String),
+    /// Remote commands are off (`[commands] enabled = false`).
+    CommandsDisabled(String),
+    /// `RegisterHandler` with a name that is not a command name.
+    InvalidCommandName(String),
+    /// `RegisterHandler` for a command configured on the device or handled by another app.
+    CommandTaken(String),
+    /// `Complete` of a command that is not running for the calling app.
+    CommandNotRunning(String),
 }
 
 impl From<ApiError> for AgentError {

@@ -1,6 +1,7 @@
 //! The D-Bus face of the agent: `org.astarte_platform.Agent1` on the system (or session) bus.
 
 pub mod client;
+pub mod commands;
 pub mod error;
 pub mod service;
 pub mod signals;

@@ -25,9 +25,23 @@ pub struct Loaded {
     pub problems: Vec<LoadProblem>,
 }
 
-/// Loads `interfaces_dir`, then the runtime interfaces of `store_dir`.
-pub fn load(interfaces_dir: &Path, store_dir: &Path) -> Result<Loaded, RegistryError> {
+/// Loads `interfaces_dir`, the agent's own `builtins` (e.g. the remote commands interfaces,
+/// unless `interfaces_dir` holds a newer version), then the runtime interfaces of `store_dir`.
+pub fn load(
+    interfaces_dir: &Path,
+    store_dir: &Path,
+    builtins: Vec<Interface>,
+) -> Result<Loaded, RegistryError> {
     let (mut registry, mut problems) = Registry::load_dir(interfaces_dir)?;
+    for builtin in builtins {
+        let newer = registry.get(&builtin.name).is_none_or(|current| {
+            (builtin.version_major, builtin.version_minor)
+                > (current.version_major, current.version_minor)
+        });
+        if newer {
+            registry = registry.with(Arc::new(builtin));
+        }
+    }
     let fixed: BTreeSet<String> = registry
         .iter()
         .map(|interface| interface.name.clone())

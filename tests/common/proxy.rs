@@ -1,4 +1,4 @@
 //! The client apps use, from the library.
 
 #[allow(unused_imports)] // each test binary uses a different part
-pub use astarte_agent::dbus::client::{DataReceivedStream, DeviceProxy};
+pub use astarte_agent::dbus::client::{CommandsProxy, DataReceivedStream, DeviceProxy};
