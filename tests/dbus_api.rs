@@ -551,9 +551,9 @@ async fn introspection_xml_in_the_repository_matches_the_running_service() {
         "/dbus/org.astarte_platform.Agent1.xml"
     ))
     .unwrap();
-    let block = |xml: &str| -> String {
+    let block = |xml: &str, name: &str| -> String {
         let start = xml
-            .find("<interface name=\"org.astarte_platform.Agent1.Device\">")
+            .find(&format!("<interface name=\"{name}\">"))
             .expect("interface present");
         let end = start + xml[start..].find("</interface>").expect("closed") + "</interface>".len();
         strip_comments(&xml[start..end])
@@ -563,11 +563,16 @@ async fn introspection_xml_in_the_repository_matches_the_running_service() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    assert_eq!(
-        block(&file),
-        block(&live),
-        "update dbus/org.astarte_platform.Agent1.xml (and README) to match the service"
-    );
+    for name in [
+        "org.astarte_platform.Agent1.Device",
+        "org.astarte_platform.Agent1.Commands",
+    ] {
+        assert_eq!(
+            block(&file, name),
+            block(&live, name),
+            "update dbus/org.astarte_platform.Agent1.xml (and README) to match the service"
+        );
+    }
 }
 
 /// Removes `<!-- ... -->` (zbus renders doc comments as XML comments).
