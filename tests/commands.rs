@@ -344,3 +344,22 @@ async fn a_dbus_handler_gets_only_its_commands_and_a_vanished_handler_fails_them
     assert!(done.get_str("detail").unwrap().contains("left the bus"));
     let _ = proxy;
 }
+
+#[tokio::test]
+async fn a_command_sent_while_the_device_is_offline_runs_when_it_reconnects() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: cutting a TCP connection (ss -K) needs root");
+        return;
+    }
+    let env = commands_env("").await;
+    let mut observer = env.observer().await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    let mut states = StateWatcher::new(&proxy).await;
+    cut_connection(&agent, env.sandbox.broker_port());
+    states.next("disconnected", &agent).await;
+    // The broker keeps it in the device's session until the device is back.
+    request(&observer, &env, "offline", "count", &["0"]).await;
+    let results = results_until_final(&mut observer, &env, "offline").await;
+    assert_eq!(statuses(&results).last(), Some(&"completed"));
+    assert_eq!(runs(&env), 1);
+}
