@@ -16,6 +16,7 @@
 //! | observer MQTT client | `observer.rs`, `tls.rs` |
 //! | payload decoding | `payload.rs` |
 //! | `sandbox.env` | `env.rs` |
+//! | software TPM (swtpm) for the TPM backend's tests | `tpm.rs` |
 
 mod broker;
 mod ca;
@@ -28,6 +29,7 @@ mod sandbox;
 mod stand_in;
 mod tls;
 mod token;
+mod tpm;
 
 pub use broker::BrokerError;
 pub use ca::{CaError, Identity, TestCa, Verification};
@@ -40,3 +42,4 @@ pub use sandbox::{Sandbox, SandboxError, SandboxOptions};
 pub use stand_in::{PairingOptions, PairingStandIn, STAND_IN_BROKER_URL};
 pub use tls::{TlsError, client_config};
 pub use token::TokenError;
+pub use tpm::Swtpm;

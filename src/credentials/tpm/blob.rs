@@ -1,0 +1,154 @@
+//! The on-disk form of a TPM object: its public area and its private area (encrypted by the
+//! TPM under its parent, the storage primary key; useless without that TPM).
+//!
+//! Layout (all lengths big-endian `u16`):
+//!
+//! ```text
+//! "ATPM" | version (1) | kind ('K' device key, 'S' sealed secret)
+//! | len | TPMT_PUBLIC (TPM marshalling) | len | TPM2B_PRIVATE buffer
+//! ```
+//!
+//! Nothing may follow. Decoding checks the layout, that the public area re-marshals to the
+//! same bytes, and that it has the attributes this backend gives to objects of that kind, so a
+//! file of the wrong kind or a damaged one never reaches the TPM.
+
+use tss_esapi::structures::{Private, Public};
+use tss_esapi::traits::{Marshall, UnMarshall};
+
+const MAGIC: &[u8; 4] = b"ATPM";
+const VERSION: u8 = 1;
+
+/// Which object a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// The device key: ECC P-256, ECDSA-SHA256, signing only.
+    Key,
+    /// The sealed credentials secret (a keyed-hash data object).
+    Sealed,
+}
+
+impl Kind {
+    fn tag(self) -> u8 {
+        match self {
+            Kind::Key => b'K',
+            Kind::Sealed => b'S',
+        }
+    }
+}
+
+/// A TPM object as stored: loadable under the storage primary key of the TPM that made it.
+#[derive(Debug, Clone)]
+pub(super) struct Blob {
+    pub(super) public: Public,
+    pub(super) private: Private,
+}
+
+/// Why a file is not a usable blob (for the error's `reason`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(super) enum BlobError {
+    #[error("not a TPM object file of astarte-agent")]
+    Magic,
+    #[error("format version {0} is not supported")]
+    Version(u8),
+    #[error("holds a {found} where a {expected} is expected")]
+    Kind {
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("truncated")]
+    Truncated,
+    #[error("{0} bytes of trailing data")]
+    Trailing(usize),
+    #[error("the public area is malformed")]
+    Public,
+    #[error("the private area is malformed")]
+    Private,
+    #[error("the public area is not that of a {0}")]
+    Attributes(&'static str),
+}
+
+impl Blob {
+    pub(super) fn encode(&self, kind: Kind) -> Result<Vec<u8>, BlobError> {
+        let public = self.public.marshall().map_err(|_| BlobError::Public)?;
+        let private = self.private.value();
+        let mut out = Vec::with_capacity(6 + 4 + public.len() + private.len());
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.push(kind.tag());
+        for field in [&public[..], private] {
+            let len = u16::try_from(field.len()).map_err(|_| BlobError::Public)?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(field);
+        }
+        Ok(out)
+    }
+
+    /// Parses a blob of `kind`, checked as described in the module documentation.
+    pub(super) fn decode(bytes: &[u8], kind: Kind) -> Result<Blob, BlobError> {
+        let mut reader = Reader(bytes);
+        if reader.take(MAGIC.len())? != MAGIC {
+            return Err(BlobError::Magic);
+        }
+        let version = reader.byte()?;
+        if version != VERSION {
+            return Err(BlobError::Version(version));
+        }
+        let tag = reader.byte()?;
+        if tag != kind.tag() {
+            let name = |tag| match tag {
+                b'K' => "device key",
+                b'S' => "sealed secret",
+                _ => "unknown object",
+            };
+            return Err(BlobError::Kind {
+                found: name(tag),
+                expected: name(kind.tag()),
+            });
+        }
+        let public_bytes = reader.field()?;
+        let private_bytes = reader.field()?;
+        if !reader.0.is_empty() {
+            return Err(BlobError::Trailing(reader.0.len()));
+        }
+
+        let public = Public::unmarshall(public_bytes).map_err(|_| BlobError::Public)?;
+        // The unmarshaller ignores trailing bytes; a round trip catches them.
+        if public.marshall().map_err(|_| BlobError::Public)? != public_bytes {
+            return Err(BlobError::Public);
+        }
+        if !super::commands::matches_template(&public, kind) {
+            return Err(BlobError::Attributes(match kind {
+                Kind::Key => "device key",
+                Kind::Sealed => "sealed secret",
+            }));
+        }
+        let private = Private::try_from(private_bytes).map_err(|_| BlobError::Private)?;
+        if private.value().is_empty() {
+            return Err(BlobError::Private);
+        }
+        Ok(Blob { public, private })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], BlobError> {
+        if self.0.len() < len {
+            return Err(BlobError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, BlobError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn field(&mut self) -> Result<&'a [u8], BlobError> {
+        let len = self.take(2)?;
+        let len = u16::from_be_bytes([len[0], len[1]]);
+        self.take(usize::from(len))
+    }
+}

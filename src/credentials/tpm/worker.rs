@@ -1,0 +1,261 @@
+//! The one thread that talks to the TPM, and the deadline every caller waits with.
+//!
+//! ESAPI's synchronous calls wait for the TPM's answer without a timeout (they set the TCTI
+//! timeout to "block" whatever `Esys_SetTimeout` says): a TPM, simulator or resource manager
+//! that accepts a command and never answers would hang its caller for good, and `sign` is
+//! called from TLS handshakes on the async runtime. So the ESAPI context lives on a worker
+//! thread, callers hand it jobs and wait at most `timeout` for the answer.
+//!
+//! A worker that misses a deadline is written off: it is left to finish (or hang) alone, and
+//! no new worker is started until it has ended, so a wedged TPM costs one blocked thread, not
+//! one per call; meanwhile calls fail at once after waiting out their own deadline. The
+//! context is kept between jobs and opened again after a transport failure; one job is tried
+//! a second time on a fresh connection if the kept one turned out to be dead (a restarted
+//! simulator or resource manager). Every job is idempotent: nothing persists in the TPM.
+
+use std::ffi::CString;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tss_esapi::Context;
+use tss_esapi::tcti_ldr::TctiNameConf;
+
+use super::failure::Failure;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The way to the TPM, shared by the backend and the keys it hands out.
+#[derive(Debug)]
+pub(super) struct Tpm {
+    tcti: TctiNameConf,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    worker: Option<Worker>,
+    /// A worker that missed a deadline and may still be blocked in the TPM.
+    wedged: Option<Arc<Ended>>,
+}
+
+#[derive(Debug)]
+struct Worker {
+    jobs: Sender<Job>,
+    ended: Arc<Ended>,
+}
+
+/// Set when a worker thread ends (also by unwinding).
+#[derive(Debug, Default)]
+struct Ended {
+    done: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Tpm {
+    pub(super) fn new(tcti: TctiNameConf, timeout: Duration) -> Tpm {
+        Tpm {
+            tcti,
+            timeout,
+            state: Mutex::default(),
+        }
+    }
+
+    pub(super) fn tcti(&self) -> &TctiNameConf {
+        &self.tcti
+    }
+
+    /// Runs `op` on the worker's context and waits for its result, at most the timeout.
+    pub(super) fn run<T, F>(&self, op: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Context) -> Result<T, Failure> + Send + 'static,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let (jobs, ended) = self.worker(deadline)?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |connection| {
+            // The caller gave up: don't spend TPM time on an answer nobody reads.
+            if Instant::now() < deadline {
+                let _ = reply.send(connection.run(&op));
+            }
+        });
+        if jobs.send(job).is_err() {
+            return Err(self.lost(&ended));
+        }
+        match answer.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => {
+                self.write_off(&ended);
+                Err(Failure::Unreachable(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(self.lost(&ended)),
+        }
+    }
+
+    /// The current worker, started if needed, once any wedged one has ended.
+    fn worker(&self, deadline: Instant) -> Result<(Sender<Job>, Arc<Ended>), Failure> {
+        loop {
+            let mut state = self.lock();
+            if let Some(wedged) = state.wedged.clone() {
+                drop(state);
+                if !wedged.wait_until(deadline) {
+                    return Err(Failure::Unreachable(
+                        "the TPM has not answered an earlier command yet".into(),
+                    ));
+                }
+                let mut state = self.lock();
+                if state
+                    .wedged
+                    .as_ref()
+                    .is_some_and(|current| Arc::ptr_eq(current, &wedged))
+                {
+                    state.wedged = None;
+                }
+                continue;
+            }
+            if state.worker.is_none() {
+                state.worker = Some(Worker::spawn(self.tcti.clone())?);
+            }
+            let worker = state.worker.as_ref().ok_or_else(|| {
+                Failure::Unreachable("the TPM worker thread did not start".into())
+            })?;
+            return Ok((worker.jobs.clone(), worker.ended.clone()));
+        }
+    }
+
+    /// The worker behind `ended` missed a deadline: stop sending it jobs (it ends once the
+    /// queue is drained) and wait for it to end before starting another.
+    fn write_off(&self, ended: &Arc<Ended>) {
+        let mut state = self.lock();
+        if state
+            .worker
+            .as_ref()
+            .is_some_and(|worker| Arc::ptr_eq(&worker.ended, ended))
+        {
+            state.worker = None;
+            state.wedged = Some(ended.clone());
+        }
+    }
+
+    /// The worker behind `ended` died (a panic in the TSS bindings): forget it.
+    fn lost(&self, ended: &Arc<Ended>) -> Failure {
+        let mut state = self.lock();
+        if state
+            .worker
+            .as_ref()
+            .is_some_and(|worker| Arc::ptr_eq(&worker.ended, ended))
+        {
+            state.worker = None;
+        }
+        Failure::Unreachable("the TPM worker thread stopped unexpectedly".into())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Worker {
+    fn spawn(tcti: TctiNameConf) -> Result<Worker, Failure> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let ended = Arc::new(Ended::default());
+        let on_exit = EndGuard(ended.clone());
+        thread::Builder::new()
+            .name("tpm".into())
+            .spawn(move || {
+                let _on_exit = on_exit;
+                serve(tcti, queue);
+            })
+            .map_err(|error| {
+                Failure::Unreachable(format!("couldn't start the TPM worker thread: {error}"))
+            })?;
+        Ok(Worker { jobs, ended })
+    }
+}
+
+fn serve(tcti: TctiNameConf, queue: Receiver<Job>) {
+    let mut connection = Connection {
+        tcti,
+        context: None,
+    };
+    while let Ok(job) = queue.recv() {
+        job(&mut connection);
+    }
+    // Dropping the context flushes whatever it still tracks and closes the TCTI.
+}
+
+struct EndGuard(Arc<Ended>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        *self.0.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.0.signal.notify_all();
+    }
+}
+
+impl Ended {
+    /// Whether the worker ended before `deadline`.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            done = self
+                .signal
+                .wait_timeout(done, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}
+
+/// The worker's end of the line: the ESAPI context, opened lazily.
+pub(super) struct Connection {
+    tcti: TctiNameConf,
+    context: Option<Context>,
+}
+
+impl Connection {
+    fn run<T>(&mut self, op: &dyn Fn(&mut Context) -> Result<T, Failure>) -> Result<T, Failure> {
+        let reused = self.context.is_some();
+        match self.attempt(op) {
+            Err(Failure::Unreachable(_)) if reused => self.attempt(op),
+            result => result,
+        }
+    }
+
+    fn attempt<T>(
+        &mut self,
+        op: &dyn Fn(&mut Context) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let context = match &mut self.context {
+            Some(context) => context,
+            context @ None => context.insert(
+                Context::new(self.tcti.clone())
+                    .map_err(|error| Failure::command("connect", error))
+                    .map_err(|failure| {
+                        let conf = CString::try_from(self.tcti.clone()).unwrap_or_default();
+                        Failure::Unreachable(format!(
+                            "{} (TCTI {})",
+                            failure.reason(),
+                            conf.to_string_lossy()
+                        ))
+                    })?,
+            ),
+        };
+        let result = op(context);
+        if matches!(result, Err(Failure::Unreachable(_))) {
+            self.context = None;
+        }
+        result
+    }
+}
