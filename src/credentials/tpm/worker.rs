@@ -87,14 +87,18 @@ impl Tpm {
         }
         match answer.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => {
+            // Dropped unanswered before the deadline: the worker died.
+            Err(RecvTimeoutError::Disconnected) if Instant::now() < deadline => {
+                Err(self.lost(&ended))
+            }
+            // Timed out, or skipped by a worker that reached it too late.
+            Err(_) => {
                 self.write_off(&ended);
                 Err(Failure::Unreachable(format!(
                     "no answer within {:?}",
                     self.timeout
                 )))
             }
-            Err(RecvTimeoutError::Disconnected) => Err(self.lost(&ended)),
         }
     }
 
@@ -119,12 +123,10 @@ impl Tpm {
                 }
                 continue;
             }
-            if state.worker.is_none() {
-                state.worker = Some(Worker::spawn(self.tcti.clone())?);
-            }
-            let worker = state.worker.as_ref().ok_or_else(|| {
-                Failure::Unreachable("the TPM worker thread did not start".into())
-            })?;
+            let worker = match &mut state.worker {
+                Some(worker) => worker,
+                none @ None => none.insert(Worker::spawn(self.tcti.clone())?),
+            };
             return Ok((worker.jobs.clone(), worker.ended.clone()));
         }
     }
