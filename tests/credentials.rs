@@ -53,6 +53,16 @@ async fn recovers_and_delivers(
     agent
 }
 
+/// A persistent broker, and Pairing issuing 20-second certificates: renewals come quickly.
+async fn short_certificates() -> TestEnv {
+    TestEnv::with_options(SandboxOptions {
+        certificate_validity: std::time::Duration::from_secs(20),
+        broker_persistence: true,
+        ..SandboxOptions::default()
+    })
+    .await
+}
+
 fn unregistrations(env: &TestEnv) -> usize {
     env.sandbox
         .pairing()
@@ -272,12 +282,7 @@ async fn an_interrupted_recovery_resumes_at_the_next_start() {
 
 #[tokio::test]
 async fn a_short_lived_certificate_is_renewed_without_losing_data() {
-    let env = TestEnv::with_options(SandboxOptions {
-        certificate_validity: std::time::Duration::from_secs(20),
-        broker_persistence: true,
-        ..SandboxOptions::default()
-    })
-    .await;
+    let env = short_certificates().await;
     let (agent, proxy) = env.start_connected_agent().await;
     let mut observer = env.observer().await;
     let pairing = env.sandbox.pairing();
@@ -301,12 +306,7 @@ async fn a_short_lived_certificate_is_renewed_without_losing_data() {
 
 #[tokio::test]
 async fn a_secret_refused_while_running_is_recovered_at_the_next_renewal() {
-    let env = TestEnv::with_options(SandboxOptions {
-        certificate_validity: std::time::Duration::from_secs(20),
-        broker_persistence: true,
-        ..SandboxOptions::default()
-    })
-    .await;
+    let env = short_certificates().await;
     let (agent, proxy) = env.start_connected_agent().await;
     let mut observer = env.observer().await;
     env.sandbox
