@@ -47,9 +47,14 @@ impl ResumeRecord {
         .unwrap_or(false)
     }
 
-    /// Records a clean stop (blocking: called once, at the end of the last session).
-    pub fn save(&self, identity: &str) {
-        if let Err(error) = crate::fs_atomic::write_atomic(&self.path, identity.as_bytes(), 0o600) {
+    /// Records a clean stop (an fsynced write, off the async runtime).
+    pub async fn save(&self, identity: &str) {
+        let (path, identity) = (self.path.clone(), identity.to_owned());
+        let written = tokio::task::spawn_blocking(move || {
+            crate::fs_atomic::write_atomic(&path, identity.as_bytes(), 0o600)
+        })
+        .await;
+        if let Ok(Err(error)) = written {
             tracing::warn!(path = %error.path.display(), error = %error.source, "couldn't record the MQTT session: the next start begins a clean one");
         }
     }
@@ -64,10 +69,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = ResumeRecord::in_dir(dir.path());
         assert!(!record.take("test/dev@broker:8883").await);
-        record.save("test/dev@broker:8883");
+        record.save("test/dev@broker:8883").await;
         assert!(record.take("test/dev@broker:8883").await);
         assert!(!record.take("test/dev@broker:8883").await, "consumed");
-        record.save("test/dev@broker:8883");
+        record.save("test/dev@broker:8883").await;
         assert!(!record.take("test/dev@other:8883").await);
         assert!(!dir.path().join(FILE_NAME).exists());
     }

@@ -145,7 +145,7 @@ pub async fn run(
     let end = session.run(cancel).await;
     let resumable = session.close(driver, stop_driver).await;
     if resumable && end == SessionEnd::Shutdown {
-        endpoint.resume.save(&identity);
+        endpoint.resume.save(&identity).await;
     }
     end
 }
