@@ -55,6 +55,8 @@ pub enum ApiError {
     Encoding(#[from] payload::PayloadError),
     #[error("invalid interface: {0}")]
     InvalidInterface(String),
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error(
         "interface {0} comes from interfaces_dir: change or remove its file there (and reload or restart the agent)"
     )]

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use super::{ApiError, DeviceApi};
-use crate::interface::Interface;
-use crate::interface::runtime;
+use crate::interface::runtime::{self, MAX_RUNTIME_INTERFACES};
+use crate::interface::{Interface, Registry};
+use crate::transport::topic::{MAX_REMAINING_LENGTH, remaining_length};
 use crate::store::StoreError;
 
 /// What `AddInterface` did.
@@ -43,6 +44,11 @@ impl DeviceApi {
                 )));
             }
         }
+        if previous.is_none() {
+            self.check_runtime_count(&current)?;
+        }
+        let next = current.with(Arc::new(interface.clone()));
+        self.check_introspection(&next, &interface.name)?;
         let dir = self.store_dir();
         let written = {
             let interface = interface.clone();
@@ -71,8 +77,33 @@ impl DeviceApi {
         } else {
             Added::New
         };
-        self.registry.replace(current.with(Arc::new(interface)));
+        self.registry.replace(next);
         Ok(added)
+    }
+
+    /// Refuses a new runtime interface beyond [`MAX_RUNTIME_INTERFACES`].
+    fn check_runtime_count(&self, current: &Registry) -> Result<(), ApiError> {
+        let added = current
+            .iter()
+            .filter(|interface| !self.registry.is_fixed(&interface.name))
+            .count();
+        if added >= MAX_RUNTIME_INTERFACES {
+            return Err(ApiError::LimitExceeded(format!(
+                "{added} interfaces were added at runtime, at most {MAX_RUNTIME_INTERFACES} may be: remove one first, or ship it in interfaces_dir"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a change whose introspection would not fit one message of Astarte's broker.
+    fn check_introspection(&self, next: &Registry, name: &str) -> Result<(), ApiError> {
+        let size = remaining_length(self.topics.base(), 2, next.introspection().len());
+        if size > MAX_REMAINING_LENGTH {
+            return Err(ApiError::LimitExceeded(format!(
+                "with {name} the introspection would be {size} bytes on the wire; Astarte's broker accepts at most {MAX_REMAINING_LENGTH}"
+            )));
+        }
+        Ok(())
     }
 
     /// Unloads an interface added at runtime and forgets its file.

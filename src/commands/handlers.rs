@@ -14,6 +14,11 @@ use super::result::{CommandResult, Status};
 use super::sink::ResultSink;
 use crate::api::now_ms;
 
+/// Most command names one app (one bus connection) may handle.
+pub const MAX_HANDLERS_PER_APP: usize = 32;
+/// Most command names handled by apps altogether.
+pub const MAX_HANDLERS: usize = 256;
+
 /// A command for the app `owner` (its unique bus name): send it `CommandRequested(id, name,
 /// args)`, to that app only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +42,10 @@ pub enum HandlerError {
     Taken(String),
     #[error("command {0:?} is not running for this handler (unknown, finished, or another app's)")]
     NotRunning(String),
+    #[error("this app already handles {max} commands, the most one app may")]
+    TooManyForApp { max: usize },
+    #[error("apps already handle {max} commands, the most the agent keeps")]
+    TooMany { max: usize },
     #[error("remote commands are not running")]
     Stopped,
 }
@@ -63,6 +72,17 @@ impl<S: ResultSink> Engine<S> {
             && *current != owner
         {
             return Err(HandlerError::Taken(name));
+        }
+        if !self.handlers.contains_key(&name) {
+            if self.handlers.len() >= MAX_HANDLERS {
+                return Err(HandlerError::TooMany { max: MAX_HANDLERS });
+            }
+            let of_app = self.handlers.values().filter(|app| **app == owner).count();
+            if of_app >= MAX_HANDLERS_PER_APP {
+                return Err(HandlerError::TooManyForApp {
+                    max: MAX_HANDLERS_PER_APP,
+                });
+            }
         }
         tracing::info!(command_name = %name, %owner, "an app handles this command");
         let waiting: Vec<u64> = self

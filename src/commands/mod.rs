@@ -28,7 +28,7 @@ mod tests;
 use tokio::sync::{mpsc, oneshot};
 
 pub use engine::{DEFAULT_HANDLER_GRACE, Engine, Executor, INPUT_QUEUE, Input};
-pub use handlers::{HandlerError, HandlerRequest};
+pub use handlers::{HandlerError, HandlerRequest, MAX_HANDLERS, MAX_HANDLERS_PER_APP};
 pub use options::{
     CommandSpec, CommandsOptions, DEFAULT_LEDGER_MAX_AGE_DAYS, DEFAULT_LEDGER_MAX_ENTRIES,
     DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT_SECONDS, compile_args_pattern,

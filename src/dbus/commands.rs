@@ -124,6 +124,9 @@ impl From<HandlerError> for AgentError {
                 AgentError::CommandTaken(message)
             }
             HandlerError::NotRunning(_) => AgentError::CommandNotRunning(message),
+            HandlerError::TooManyForApp { .. } | HandlerError::TooMany { .. } => {
+                AgentError::LimitExceeded(message)
+            }
             HandlerError::Stopped => AgentError::CommandsDisabled(message),
         }
     }

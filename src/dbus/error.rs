@@ -39,6 +39,8 @@ pub enum AgentError {
     InvalidInterface(String),
     /// `RemoveInterface` of an interface loaded from `interfaces_dir`.
     InterfaceNotRemovable(String),
+    /// A documented limit of the local API was reached (README, "Local API limits").
+    LimitExceeded(String),
     /// `Register` was given something that is not a Pairing agent JWT.
     InvalidToken(String),
     /// Remote commands are off (`[commands] enabled = false`).
@@ -76,6 +78,7 @@ impl From<ApiError> for AgentError {
             ApiError::Encoding(_) => AgentError::OutOfRange(message),
             ApiError::InvalidInterface(_) => AgentError::InvalidInterface(message),
             ApiError::InterfaceNotRemovable(_) => AgentError::InterfaceNotRemovable(message),
+            ApiError::LimitExceeded(_) => AgentError::LimitExceeded(message),
         }
     }
 }

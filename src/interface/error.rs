@@ -24,6 +24,8 @@ impl fmt::Display for Location {
 /// One variant per rule family of the interface schema (protocol reference, section 4).
 #[derive(Debug, thiserror::Error)]
 pub enum InterfaceError {
+    #[error("the document is larger than {max} bytes, the most an interface may take")]
+    DocumentTooLarge { max: usize },
     #[error("not valid json: {0}")]
     Json(serde_json::Error),
     #[error("wrong value type at {0}")]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::error::InterfaceError;
 use super::model::Interface;
+use super::validate::MAX_DOCUMENT_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -67,9 +68,7 @@ impl Registry {
         let mut origins: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut problems = Vec::new();
         for file in files {
-            let loaded = std::fs::read_to_string(&file)
-                .map_err(RegistryError::ReadFile)
-                .and_then(|text| Ok(Interface::from_json(&text)?));
+            let loaded = read_document(&file).and_then(|text| Ok(Interface::from_json(&text)?));
             match loaded {
                 Ok(interface) => {
                     if let Some(first) = origins.get(&interface.name) {
@@ -154,6 +153,18 @@ impl Registry {
     }
 }
 
+/// Reads an interface file, never more than one byte past the document limit: a larger
+/// file is refused by `Interface::from_json` without being read whole.
+fn read_document(file: &Path) -> Result<String, RegistryError> {
+    use std::io::Read;
+    let limit = u64::try_from(MAX_DOCUMENT_BYTES).map_or(u64::MAX, |max| max.saturating_add(1));
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|opened| opened.take(limit).read_to_string(&mut text))
+        .map_err(RegistryError::ReadFile)?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -219,6 +230,34 @@ mod tests {
             &problems[0].error,
             RegistryError::DuplicateName { first, .. } if *first == dir.path().join("1.json")
         ));
+    }
+
+    #[test]
+    fn documents_up_to_the_size_limit_load_and_larger_ones_are_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut at_limit = interface(json!({"interface_name": "a.AtLimit"}));
+        at_limit.push_str(&" ".repeat(MAX_DOCUMENT_BYTES - at_limit.len()));
+        std::fs::write(dir.path().join("a.json"), &at_limit).unwrap();
+        let mut over = interface(json!({"interface_name": "b.Over"}));
+        over.push_str(&" ".repeat(MAX_DOCUMENT_BYTES * 3));
+        std::fs::write(dir.path().join("b.json"), &over).unwrap();
+
+        let (registry, problems) = Registry::load_dir(dir.path()).unwrap();
+
+        assert_eq!(
+            registry.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            ["a.AtLimit"]
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(
+            matches!(
+                problems[0].error,
+                RegistryError::Invalid(InterfaceError::DocumentTooLarge { max })
+                    if max == MAX_DOCUMENT_BYTES
+            ),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

@@ -17,6 +17,12 @@ use crate::fs_atomic::{remove_durably, write_atomic};
 /// Folder of runtime interfaces inside `store_dir`.
 pub const RUNTIME_DIR: &str = "interfaces";
 
+/// Most interfaces `AddInterface` may add (interfaces of `interfaces_dir` do not count).
+/// With documents of at most 1 MiB ([`super::validate::MAX_DOCUMENT_BYTES`]) their files take
+/// at most 64 MiB of `store_dir`; the introspection must also fit one MQTT message, which
+/// `AddInterface` checks separately.
+pub const MAX_RUNTIME_INTERFACES: usize = 64;
+
 /// The interfaces the agent starts with.
 pub struct Loaded {
     pub registry: Registry,

@@ -14,10 +14,20 @@ pub const RESERVED_NAMES: [&str; 3] = ["astarte", "control", "device"];
 pub const MAX_DESCRIPTION_LEN: usize = 1000;
 pub const MAX_DOC_LEN: usize = 100_000;
 pub const MAX_MAPPINGS: usize = 1024;
+/// Largest interface document accepted, checked before the JSON is parsed (`AddInterface`
+/// and files of `interfaces_dir` alike). Real interfaces are a few KiB; 1 MiB still holds
+/// 1,024 mappings with 700-character descriptions, and bounds what one document costs to
+/// parse (its JSON tree is several times its size) and to keep on disk.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 impl Interface {
     /// Parses and validates an interface file against every rule Astarte applies.
     pub fn from_json(text: &str) -> Result<Interface, InterfaceError> {
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(InterfaceError::DocumentTooLarge {
+                max: MAX_DOCUMENT_BYTES,
+            });
+        }
         validate(schema::parse(text)?)
     }
 }

@@ -132,6 +132,51 @@ async fn registrations_are_refused_for_configured_taken_or_malformed_names() {
 }
 
 #[tokio::test]
+async fn registrations_are_bounded_per_app_and_in_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Harness::start(dir.path(), options(2, vec![])).await;
+    for index in 0..MAX_HANDLERS_PER_APP {
+        engine
+            .handle
+            .register_handler(&format!("mine-{index}"), APP)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        engine.handle.register_handler("one-more", APP).await,
+        Err(HandlerError::TooManyForApp {
+            max: MAX_HANDLERS_PER_APP
+        })
+    );
+    engine
+        .handle
+        .register_handler("mine-0", APP)
+        .await
+        .expect("registering a name the app already handles again is not a new one");
+    let apps = (MAX_HANDLERS - MAX_HANDLERS_PER_APP).div_ceil(MAX_HANDLERS_PER_APP);
+    let mut registered = MAX_HANDLERS_PER_APP;
+    for app in 0..apps {
+        let owner = format!(":2.{app}");
+        for index in 0..MAX_HANDLERS_PER_APP.min(MAX_HANDLERS - registered) {
+            let name = format!("app{app}-{index}");
+            engine.handle.register_handler(&name, &owner).await.unwrap();
+            registered += 1;
+        }
+    }
+    assert_eq!(
+        engine.handle.register_handler("beyond", ":3.1").await,
+        Err(HandlerError::TooMany { max: MAX_HANDLERS })
+    );
+    engine.handle.handler_gone(APP, "gone").await;
+    engine
+        .handle
+        .register_handler("beyond", ":3.1")
+        .await
+        .expect("names of an app that left are free again");
+    engine.stop().await;
+}
+
+#[tokio::test]
 async fn during_the_start_up_grace_a_command_waits_for_its_handler() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine =
