@@ -56,7 +56,12 @@ fn memory(pid: u32) -> (u64, u64) {
 async fn assert_still_serving(env: &TestEnv, agent: &Agent, what: &str) {
     let pid = agent.pid();
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("agent process");
-    let state = state.rsplit(')').next().unwrap_or("").split_whitespace().next();
+    let state = state
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
     assert!(
         !matches!(state, Some("Z" | "X")),
         "the agent died after {what}:\n{}",
@@ -101,7 +106,10 @@ async fn assert_still_serving(env: &TestEnv, agent: &Agent, what: &str) {
         settled_rss as f64 / MIB as f64,
     );
     assert!(hwm < PEAK_BOUND, "peak memory {hwm} B after {what}");
-    assert!(settled, "resident memory stayed at {settled_rss} B after {what}");
+    assert!(
+        settled,
+        "resident memory stayed at {settled_rss} B after {what}"
+    );
 }
 
 fn seed() -> u64 {
@@ -186,7 +194,9 @@ async fn callers_that_leave_before_the_reply_leave_nothing_behind() {
 
     // Every name a departed caller registered becomes free once the agent has seen it leave.
     let connection = env.bus.connection().await;
-    let commands = CommandsProxy::new(&connection).await.unwrap();
+    let commands = common::proxy::CommandsProxy::new(&connection)
+        .await
+        .unwrap();
     assert!(NAMES <= MAX_HANDLERS_PER_APP);
     for index in 0..NAMES {
         let name = format!("gone-{index}");
@@ -217,13 +227,16 @@ async fn messages_of_64_mib_are_refused_and_leave_no_trace() {
     let env = TestEnv::new().await;
     env.write_config(commands_on());
     let (agent, _proxy) = env.start_connected_agent().await;
-    let connection = env.bus.connection().await;
     let huge = || "x".repeat(64 * MIB as usize);
     let mut object = HashMap::new();
     object.insert("label".to_owned(), Value::from(huge()));
     let abuse = [
         (
-            Call::Send(DEVICE_DATASTREAM.into(), "/plain/text".into(), Value::from(huge())),
+            Call::Send(
+                DEVICE_DATASTREAM.into(),
+                "/plain/text".into(),
+                Value::from(huge()),
+            ),
             "OutOfRange",
         ),
         (Call::AddInterface(huge()), "InvalidInterface"),
@@ -240,11 +253,15 @@ async fn messages_of_64_mib_are_refused_and_leave_no_trace() {
     for (call, expected) in abuse {
         let label: String = format!("{call:?}").chars().take(80).collect();
         let started = Instant::now();
+        // A connection per call: the bus may drop the abusing client's connection (seen with
+        // a 64 MiB `a{sv}`); what matters is that the agent keeps serving others.
+        let connection = env.bus.connection().await;
         let outcome = perform(&connection, call).await;
         println!("{label}…: {outcome} in {:?}", started.elapsed());
         assert!(
             outcome == format!("{ERROR}{expected}")
-                || outcome == "org.freedesktop.DBus.Error.LimitsExceeded",
+                || outcome == "org.freedesktop.DBus.Error.LimitsExceeded"
+                || outcome.starts_with("not a D-Bus error reply: I/O error"),
             "{label}: {outcome}"
         );
     }
@@ -299,7 +316,10 @@ async fn a_flood_of_huge_interfaces_stops_at_the_documented_limits() {
         started.elapsed()
     );
     let loaded = proxy.interfaces().await.unwrap().len();
-    assert_eq!(loaded, INTROSPECTION.split(';').count() + MAX_RUNTIME_INTERFACES);
+    assert_eq!(
+        loaded,
+        INTROSPECTION.split(';').count() + MAX_RUNTIME_INTERFACES
+    );
     proxy
         .remove_interface("org.astarte-platform.test.Flood0")
         .await
@@ -327,7 +347,11 @@ async fn an_interface_whose_introspection_would_not_fit_one_message_is_refused()
                 "type": "datastream", "ownership": "device",
                 "mappings": [{{"endpoint": "/v", "type": "integer"}}]}}"#
         );
-        std::fs::write(env.path("interfaces").join(format!("{name}.json")), document).unwrap();
+        std::fs::write(
+            env.path("interfaces").join(format!("{name}.json")),
+            document,
+        )
+        .unwrap();
         size += name.len() + ":0:1".len() + 1;
         index += 1;
     }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::{ApiError, DeviceApi};
 use crate::interface::runtime::{self, MAX_RUNTIME_INTERFACES};
 use crate::interface::{Interface, Registry};
-use crate::transport::topic::{MAX_REMAINING_LENGTH, remaining_length};
 use crate::store::StoreError;
+use crate::transport::topic::{MAX_REMAINING_LENGTH, remaining_length};
 
 /// What `AddInterface` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,9 +55,24 @@ impl CommandsService {
         &self,
         name: &str,
         #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
     ) -> Result<(), AgentError> {
         let owner = caller(&header)?;
-        self.handle()?.register_handler(name, &owner).await?;
+        let handle = self.handle()?;
+        handle.register_handler(name, &owner).await?;
+        // The app may have left the bus before its call got here, and its departure may have
+        // been handled before this registration: then nothing would ever free the name.
+        let bus = zbus::fdo::DBusProxy::new(connection).await?;
+        let present = match BusName::try_from(owner.as_str()) {
+            Ok(name) => bus.name_has_owner(name).await.unwrap_or(true),
+            Err(_) => true,
+        };
+        if !present {
+            handle
+                .handler_gone(&owner, "the app left the bus while registering")
+                .await;
+            return Ok(());
+        }
         tracing::info!(command_name = name, handler = %owner, "command handler registered");
         Ok(())
     }
