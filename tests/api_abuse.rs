@@ -197,7 +197,7 @@ async fn callers_that_leave_before_the_reply_leave_nothing_behind() {
     let commands = common::proxy::CommandsProxy::new(&connection)
         .await
         .unwrap();
-    assert!(NAMES <= MAX_HANDLERS_PER_APP);
+    const { assert!(NAMES <= MAX_HANDLERS_PER_APP) };
     for index in 0..NAMES {
         let name = format!("gone-{index}");
         let wait = async {
