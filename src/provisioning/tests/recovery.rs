@@ -212,3 +212,27 @@ async fn a_token_given_with_register_wakes_a_provisioner_waiting_for_one() {
     }
     assert_eq!(later, [Phase::Registering, Phase::ObtainingCredentials]);
 }
+
+#[tokio::test]
+async fn a_secret_that_cannot_be_read_is_an_error_not_a_lost_secret() {
+    // An I/O failure (here: a folder where the file should be) says nothing about the secret
+    // Pairing knows: wiping it and registering again would strand a healthy device.
+    let rig = Rig::new().await;
+    rig.provisioned().await;
+    let seen = rig.answered().len();
+    let secret_path = rig.store().secret_path();
+    std::fs::remove_file(&secret_path).unwrap();
+    std::fs::create_dir(&secret_path).unwrap();
+    let result = rig.provisioner().secret(&|_| {}).await;
+    assert!(
+        matches!(
+            result,
+            Err(ProvisioningError::Store {
+                source: crate::credentials::CredentialsError::Read { .. }
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(rig.answered_since(seen).is_empty());
+    assert!(!rig.store().recovery_pending());
+}
