@@ -167,7 +167,17 @@ fn read_contents(connection: &Connection) -> Result<Contents, rusqlite::Error> {
         .query_row("SELECT MAX(seq) FROM dead_letters", [], |row| row.get(0))
         .optional()?
         .flatten();
-    let next_seq = last.max(last_dead).unwrap_or(0) + 1;
+    // A sequence number at i64::MAX only comes from a damaged row: refuse it, don't overflow.
+    let next_seq = last
+        .max(last_dead)
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some("the queue's sequence numbers are exhausted".into()),
+            )
+        })?;
     let mut statement = connection
         .prepare("SELECT interface, path, ownership, major, payload FROM properties ORDER BY interface, path")?;
     let properties = statement

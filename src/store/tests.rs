@@ -316,3 +316,24 @@ fn an_unreadable_0_1_property_file_is_set_aside() {
     assert!(!legacy.exists());
     assert!(dir.path().join("properties.unreadable").exists());
 }
+
+/// Found by fuzzing (tests/fuzz/store.rs): a row at the largest sequence number made the
+/// next one overflow (a panic in debug builds, a negative number in release ones).
+#[test]
+fn a_row_at_the_largest_sequence_number_is_refused_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).store.close();
+    let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    connection
+        .execute_batch(
+            "INSERT INTO queue VALUES (9223372036854775807, 'x', 0, '/p', X'00', 1, NULL)",
+        )
+        .unwrap();
+    drop(connection);
+    let result = Store::open(dir.path(), StoreOptions::default());
+    assert!(
+        matches!(result, Err(StoreError::Open { .. })),
+        "{:?}",
+        result.err()
+    );
+}

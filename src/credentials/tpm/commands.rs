@@ -54,7 +54,7 @@ fn primary_template() -> tss_esapi::Result<Public> {
 
 /// The device key: ECC P-256 bound to ECDSA-SHA256, made inside the TPM and never leaving it,
 /// not restricted (TLS signs digests the TPM did not hash).
-fn key_template() -> tss_esapi::Result<Public> {
+pub(super) fn key_template() -> tss_esapi::Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -80,7 +80,7 @@ fn key_template() -> tss_esapi::Result<Public> {
 
 /// The sealed secret: a keyed-hash data object holding the secret's bytes, readable only
 /// through `TPM2_Unseal` on this TPM.
-fn sealed_template() -> tss_esapi::Result<Public> {
+pub(super) fn sealed_template() -> tss_esapi::Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
