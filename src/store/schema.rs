@@ -77,11 +77,12 @@ pub(super) struct Contents {
     pub properties: Vec<PropertyRow>,
 }
 
-/// Opens the database in `dir`, moving a corrupt one aside and starting afresh.
+/// Opens the database in `dir`, moving a corrupt one aside and starting afresh: corrupt pages
+/// found by the check at open, or damaged rows found while reading the contents.
 pub(super) fn open(dir: &Path) -> Result<(Connection, Contents), StoreError> {
     let path = dir.join(DATABASE_FILE);
-    let connection = match open_checked(&path) {
-        Ok(connection) => connection,
+    match open_and_read(dir, &path)? {
+        Ok(opened) => Ok(opened),
         Err(error) if is_corruption(&error) => {
             let moved = move_aside(&path)?;
             tracing::error!(
@@ -90,20 +91,24 @@ pub(super) fn open(dir: &Path) -> Result<(Connection, Contents), StoreError> {
                 error = %crate::error_chain::error_chain(&error),
                 "the store database is corrupt: moved it aside and started an empty one (queued messages and properties in it are not used; keep the file for analysis)"
             );
-            open_checked(&path).map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?
+            open_and_read(dir, &path)?.map_err(|source| StoreError::Open { path, source })
         }
-        Err(source) => return Err(StoreError::Open { path, source }),
-    };
-    let open_error = |source| StoreError::Open {
-        path: path.clone(),
-        source,
+        Err(source) => Err(StoreError::Open { path, source }),
+    }
+}
+
+/// The database and what it holds; the outer error is the 0.1 import's, the inner SQLite's
+/// (the connection is closed when that is returned, so the file can be moved aside).
+fn open_and_read(
+    dir: &Path,
+    path: &Path,
+) -> Result<Result<(Connection, Contents), rusqlite::Error>, StoreError> {
+    let connection = match open_checked(path) {
+        Ok(connection) => connection,
+        Err(error) => return Ok(Err(error)),
     };
     legacy::import(dir, &connection)?;
-    let contents = read_contents(&connection).map_err(open_error)?;
-    Ok((connection, contents))
+    Ok(read_contents(&connection).map(|contents| (connection, contents)))
 }
 
 /// Opens, configures, checks and migrates; any error here is reported by its SQLite code.

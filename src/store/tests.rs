@@ -320,7 +320,7 @@ fn an_unreadable_0_1_property_file_is_set_aside() {
 /// Found by fuzzing (tests/fuzz/store.rs): a row at the largest sequence number made the
 /// next one overflow (a panic in debug builds, a negative number in release ones).
 #[test]
-fn a_row_at_the_largest_sequence_number_is_refused_without_a_panic() {
+fn a_row_at_the_largest_sequence_number_is_moved_aside_without_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     open(dir.path()).store.close();
     let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
@@ -330,10 +330,16 @@ fn a_row_at_the_largest_sequence_number_is_refused_without_a_panic() {
         )
         .unwrap();
     drop(connection);
-    let result = Store::open(dir.path(), StoreOptions::default());
-    assert!(
-        matches!(result, Err(StoreError::Open { .. })),
-        "{:?}",
-        result.err()
-    );
+    // A damaged row is corruption like a damaged page: the agent starts with an empty store
+    // instead of refusing to start.
+    let opened = open(dir.path());
+    assert_eq!(opened.backlog, None);
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("agent.db.corrupt-")
+        })
+        .count();
+    assert_eq!(aside, 1);
 }
