@@ -75,6 +75,18 @@ async fn a_restart_reuses_the_stored_secret_and_certificate_without_registering(
     assert_eq!(second.cert_pem, first.cert_pem);
 }
 
+#[tokio::test]
+async fn a_restart_while_pairing_is_unavailable_uses_the_broker_it_named_last_time() {
+    let rig = Rig::new().await;
+    rig.write_token();
+    let first = Reporter::never().run(&mut rig.provisioner()).await.unwrap();
+    // Every request fails from now on: only the stored broker lets the device connect.
+    rig.state().fail_next(u32::MAX, 503);
+    let second = Reporter::never().run(&mut rig.provisioner()).await.unwrap();
+    assert_eq!(second.broker, first.broker);
+    assert_eq!(second.cert_pem, first.cert_pem);
+}
+
 #[rstest]
 #[case::fresh_91_day_certificate(-86_400, 90 * 86_400, false)]
 #[case::day_certificate_with_an_hour_left(-90 * 86_400, 3_600, true)]
