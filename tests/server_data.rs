@@ -2,7 +2,16 @@
 //! and malformed input that must be dropped without disturbing the session.
 
 mod common;
+// The fuzz targets' generators and mutators, for the live-session case below.
+#[allow(dead_code)]
+#[path = "fuzz/mutate.rs"]
+mod mutate;
+#[allow(dead_code)]
+#[path = "fuzz/values.rs"]
+mod values;
 
+use astarte_agent::data::{encode_individual, encode_object, encode_purge_list};
+use astarte_agent::interface::MappingType;
 use astarte_sandbox::BrokerEvent;
 use bson::doc;
 use common::proxy::DataReceivedStream;
@@ -352,4 +361,117 @@ async fn after_a_crash_the_session_starts_clean() {
         "{}",
         agent.log()
     );
+}
+
+#[tokio::test]
+async fn fuzzed_server_messages_never_disturb_the_session() {
+    let env = TestEnv::new().await;
+    let observer = env.observer().await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    proxy.add_interface(&every_type_interface()).await.unwrap();
+    let mut data = proxy.receive_data_received().await.unwrap();
+    let connected_before = connects(&env);
+    let seed = 0x5eed_0014;
+    println!("fuzzed server messages: seed {seed:#x}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..400 {
+        let (topic, payload) = fuzzed_message(&mut rng, &env);
+        let qos = rng.u8(..3);
+        observer.publish(&topic, payload, qos).await.unwrap();
+    }
+    // Whatever the agent made of them, a valid message after them still arrives.
+    let topic = env.topic(SERVER_DATASTREAM, "/after/command");
+    observer
+        .publish(&topic, bson(doc! {"v": "after the fuzz"}), 2)
+        .await
+        .unwrap();
+    loop {
+        let (_, path, _, _) = next_data(&mut data).await;
+        if path == "/after/command" {
+            break;
+        }
+    }
+    assert_eq!(
+        connects(&env),
+        connected_before,
+        "the session was never dropped:\n{}",
+        agent.log()
+    );
+    assert_eq!(proxy.state().await.unwrap(), "connected");
+    assert!(!agent.log().contains("panicked"), "{}", agent.log());
+}
+
+/// A server-owned datastream with one endpoint per Astarte type, `/<type name>`.
+fn every_type_interface() -> String {
+    let mappings: Vec<serde_json::Value> = MappingType::ALL
+        .iter()
+        .map(|ty| serde_json::json!({"endpoint": format!("/{}", ty.name()), "type": ty.name()}))
+        .collect();
+    serde_json::json!({
+        "interface_name": FUZZED,
+        "version_major": 0,
+        "version_minor": 1,
+        "type": "datastream",
+        "ownership": "server",
+        "mappings": mappings,
+    })
+    .to_string()
+}
+
+const FUZZED: &str = "org.astarte-platform.test.FuzzedServer";
+
+/// One generated server message: a valid one for a random mapping, then (mostly) mutated:
+/// bytes flipped or cut, a value of another type, a bad topic, or a broken purge list.
+fn fuzzed_message(rng: &mut fastrand::Rng, env: &TestEnv) -> (String, Vec<u8>) {
+    let ty = values::mapping_type(rng);
+    let sent_as = if rng.u8(..4) == 0 {
+        values::mapping_type(rng)
+    } else {
+        ty
+    };
+    let value = values::valid(rng, sent_as);
+    let timestamp = rng.bool().then(|| rng.i64(..));
+    let (topic, encoded) = match rng.u8(..4) {
+        0 => {
+            let second = values::valid(rng, ty);
+            let topic = env.topic(SERVER_OBJECT, &format!("/{}", rng.u8(..)));
+            let fields = [("a".into(), value), ("b".into(), second)];
+            (topic, encode_object(&fields, timestamp))
+        }
+        1 => (
+            format!("{}/control/consumer/properties", env.base_topic()),
+            Ok(encode_purge_list(&[format!(
+                "{SERVER_PROPERTIES}/sampling"
+            )])),
+        ),
+        2 => {
+            // Wildcards and control characters are not valid in a published topic: the broker
+            // drops the publisher, so the agent can never receive them.
+            let path: String = mutate::text(rng, &format!("/{}", ty.name()))
+                .chars()
+                .map(|c| {
+                    if c.is_control() || c == '+' || c == '#' {
+                        'x'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            (
+                env.topic(FUZZED, &path),
+                encode_individual(&value, timestamp),
+            )
+        }
+        _ => (
+            env.topic(FUZZED, &format!("/{}", ty.name())),
+            encode_individual(&value, timestamp),
+        ),
+    };
+    let mut payload = encoded.unwrap_or_default();
+    if rng.u8(..4) != 0 {
+        mutate::bytes(rng, &mut payload);
+    }
+    // The sandbox broker, like Astarte's, drops a publisher whose packet is over 64 KiB.
+    payload.truncate(60_000);
+    (topic, payload)
 }
