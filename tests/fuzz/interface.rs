@@ -158,7 +158,8 @@ fn valid(rng: &mut Rng) -> (Value, Vec<MappingType>) {
 /// Exhaustive on purpose: a new variant must be looked at here.
 fn assert_typed(error: &InterfaceError) {
     match error {
-        InterfaceError::Json(_)
+        InterfaceError::DocumentTooLarge { .. }
+        | InterfaceError::Json(_)
         | InterfaceError::WrongType(_)
         | InterfaceError::MissingKey { .. }
         | InterfaceError::InvalidName { .. }
