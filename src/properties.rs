@@ -27,8 +27,16 @@ struct Stored {
     value: AstarteValue,
 }
 
+/// Device-owned values an app may set: every one is resent and listed in the producer purge
+/// list at each full handshake, which must stay a few tens of KiB.
+pub const MAX_DEVICE_PROPERTIES: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PropertyStoreError {
+    #[error(
+        "the device already has {MAX_DEVICE_PROPERTIES} property values, the most it may keep: unset some first"
+    )]
+    TooMany,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("couldn't encode a property value")]
@@ -116,6 +124,9 @@ impl PropertyStore {
         {
             return Ok(false);
         }
+        if self.is_new_device_value(&key) {
+            return Err(PropertyStoreError::TooMany);
+        }
         let row = row(interface, path, &value)?;
         self.store.put_property(row).await?;
         self.lock().insert(
@@ -127,6 +138,17 @@ impl PropertyStore {
             },
         );
         Ok(true)
+    }
+
+    /// Whether `key` would be one device-owned value more than allowed.
+    fn is_new_device_value(&self, key: &PropertyKey) -> bool {
+        let values = self.lock();
+        !values.contains_key(key)
+            && values
+                .values()
+                .filter(|stored| stored.ownership == Ownership::Device)
+                .count()
+                >= MAX_DEVICE_PROPERTIES
     }
 
     /// Unsets a device-owned value; on disk before it returns. Returns whether it was set.

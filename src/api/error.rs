@@ -77,6 +77,7 @@ impl From<PropertyStoreError> for ApiError {
         match error {
             PropertyStoreError::Store(error) => error.into(),
             PropertyStoreError::Encode(error) => ApiError::Encoding(error),
+            PropertyStoreError::TooMany => ApiError::LimitExceeded(error.to_string()),
         }
     }
 }

@@ -159,3 +159,29 @@ async fn dropping_an_interface_forgets_its_values_on_disk() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn device_values_stop_at_the_limit_and_unsetting_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = interface("org.example.Device", "device", 0);
+    let server = interface("org.example.Server", "server", 0);
+    let store = load(dir.path(), vec![device.clone(), server.clone()]);
+    store.set_server(&server, "/s/value", AstarteValue::LongInteger(1));
+    for id in 0..MAX_DEVICE_PROPERTIES {
+        let path = format!("/{id}/value");
+        store
+            .set_device(&device, &path, AstarteValue::LongInteger(1))
+            .await
+            .unwrap();
+    }
+    let extra = store
+        .set_device(&device, "/extra/value", AstarteValue::LongInteger(1))
+        .await;
+    assert!(matches!(extra, Err(PropertyStoreError::TooMany)), "{extra:?}");
+    // Values already set can still change, and an unset makes room for a new one.
+    let changed = store.set_device(&device, "/0/value", AstarteValue::LongInteger(2));
+    assert!(changed.await.unwrap());
+    assert!(store.unset_device(&device.name, "/0/value").await.unwrap());
+    let extra = store.set_device(&device, "/extra/value", AstarteValue::LongInteger(1));
+    assert!(extra.await.unwrap());
+}
