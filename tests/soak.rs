@@ -121,10 +121,12 @@ async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promis
     };
     let collected = Arc::new(Mutex::new(commands::Collected::default()));
     let stop_collect = CancellationToken::new();
+    let (arrived, mut arrivals) = tokio::sync::watch::channel(0u64);
     let collector = tokio::spawn(commands::collect(
         env.observer().await,
         topics.clone(),
         collected.clone(),
+        arrived,
         stop_collect.clone(),
     ));
     let publisher = env.observer().await;
@@ -230,19 +232,20 @@ async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promis
         };
         has("stored", &stats.stored) && has("stored object", &stats.stored_object)
     };
-    while !delivered() && Instant::now() < drain_end {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = tokio::time::timeout(DRAIN, async {
+        while !delivered() && arrivals.changed().await.is_ok() {}
+    })
+    .await;
+    let mut commands_client = commands_client;
+    let left = drain_end.saturating_duration_since(Instant::now());
+    let command_stats = match tokio::time::timeout(left, &mut commands_client).await {
+        Ok(stats) => stats,
+        Err(_) => {
+            drained.cancel();
+            commands_client.await
+        }
     }
-    let commands_done =
-        tokio::time::timeout(drain_end.saturating_duration_since(Instant::now()), async {
-            while !commands_client.is_finished() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-    drained.cancel();
-    let _ = commands_done;
-    let command_stats = commands_client.await.expect("commands client");
+    .expect("commands client");
     stop_sampling.cancel();
     sampler.await.expect("sampler");
 

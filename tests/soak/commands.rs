@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use astarte_sandbox::Observer;
+use astarte_sandbox::{Observed, Observer};
 use bson::doc;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub const REQUESTS: &str = "org.astarte-platform.agent.Commands";
@@ -65,6 +66,7 @@ pub async fn collect(
     mut observer: Observer,
     topics: Topics,
     collected: Arc<Mutex<Collected>>,
+    arrived: watch::Sender<u64>,
     stop: CancellationToken,
 ) {
     loop {
@@ -73,34 +75,40 @@ pub async fn collect(
             () = stop.cancelled() => return,
         };
         let Some(message) = message else { continue };
-        let Some(suffix) = message.topic.strip_prefix(&topics.base) else {
-            continue;
-        };
-        let document = astarte_sandbox::decode_bson(&message.payload).ok();
-        let mut collected = collected.lock().expect("collected");
-        *collected.per_topic.entry(suffix.to_owned()).or_default() += 1;
-        let Some(document) = document else { continue };
-        if message.topic == topics.stored {
-            if let Ok(v) = document.get_i32("v") {
-                collected.stored.entry("stored").or_default().push(v);
-            }
-        } else if message.topic == topics.stored_object {
-            if let Ok(v) = document.get_document("v").and_then(|v| v.get_i32("seq")) {
-                collected.stored.entry("stored object").or_default().push(v);
-            }
-        } else if message.topic == topics.results
-            && let Ok(v) = document.get_document("v")
-            && let (Ok(id), Ok(status)) = (v.get_str("id"), v.get_str("status"))
-        {
-            collected
-                .results
-                .entry(id.to_owned())
-                .or_default()
-                .push(CommandResult {
-                    status: status.to_owned(),
-                    at: Instant::now(),
-                });
+        record(&topics, &collected, &message);
+        // After recording: whoever wakes up sees this message.
+        arrived.send_modify(|n| *n += 1);
+    }
+}
+
+fn record(topics: &Topics, collected: &Mutex<Collected>, message: &Observed) {
+    let Some(suffix) = message.topic.strip_prefix(&topics.base) else {
+        return;
+    };
+    let document = astarte_sandbox::decode_bson(&message.payload).ok();
+    let mut collected = collected.lock().expect("collected");
+    *collected.per_topic.entry(suffix.to_owned()).or_default() += 1;
+    let Some(document) = document else { return };
+    if message.topic == topics.stored {
+        if let Ok(v) = document.get_i32("v") {
+            collected.stored.entry("stored").or_default().push(v);
         }
+    } else if message.topic == topics.stored_object {
+        if let Ok(v) = document.get_document("v").and_then(|v| v.get_i32("seq")) {
+            collected.stored.entry("stored object").or_default().push(v);
+        }
+    } else if message.topic == topics.results
+        && let Ok(v) = document.get_document("v")
+        && let (Ok(id), Ok(status)) = (v.get_str("id"), v.get_str("status"))
+    {
+        collected
+            .results
+            .entry(id.to_owned())
+            .or_default()
+            .push(CommandResult {
+                status: status.to_owned(),
+                at: Instant::now(),
+            });
     }
 }
 

@@ -140,7 +140,7 @@ pub async fn run(proxy: DeviceProxy<'static>, seed: u64, stop: CancellationToken
                     ("humidity", Value::F64(50.0)),
                     ("label", Value::from("soak")),
                 ]);
-                let at = i64::try_from(n).unwrap_or_default() + 1_700_000_000_000;
+                let at = i64::from(n) + 1_700_000_000_000;
                 let result =
                     outcome(proxy.send_object_at(DEVICE_OBJECT, "/room1", values, at)).await;
                 stats.count("volatile object", &result);
