@@ -176,6 +176,35 @@ async fn certificates_name_the_overriding_cn_until_it_is_cleared() {
     assert_eq!(subject_cn(&right), format!("test/{ID}"));
 }
 
+/// Seconds from now until the certificate's `notAfter`.
+fn lifetime_left(pairing: &PairingStandIn, pem: &str) -> i64 {
+    let Verification::Valid { until_unix } = pairing.ca().verify(pem) else {
+        panic!("the certificate is valid");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    until_unix - now
+}
+
+#[tokio::test]
+async fn certificates_live_the_overriding_validity_until_it_is_cleared() {
+    let pairing = stand_in(PairingOptions::default()).await;
+    let secret = register(&pairing, ID).await;
+    pairing
+        .state()
+        .set_certificate_validity(Some(std::time::Duration::from_secs(30)));
+    let short = request_certificate(&pairing, ID, &secret).await;
+    assert!((0..=30).contains(&lifetime_left(&pairing, &short)));
+    pairing.state().set_certificate_validity(None);
+    let long = request_certificate(&pairing, ID, &secret).await;
+    assert!(
+        lifetime_left(&pairing, &long) > 80 * 86_400,
+        "back to about 91 days"
+    );
+}
+
 #[tokio::test]
 async fn the_request_hook_runs_before_the_client_has_each_answer() {
     let pairing = stand_in(PairingOptions::default()).await;

@@ -53,7 +53,8 @@ pub(crate) async fn credentials(
         .state
         .issued_cn()
         .unwrap_or_else(|| format!("{}/{id}", app.realm));
-    match app.ca.sign_csr(csr, &cn, app.validity, app.backdate) {
+    let validity = app.state.certificate_validity().unwrap_or(app.validity);
+    match app.ca.sign_csr(csr, &cn, validity, app.backdate) {
         Ok(pem) => {
             app.state.record_certificate(&id, pem.clone());
             Ok(reply::data(

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -81,6 +82,7 @@ struct Inner {
     requests: Vec<RequestRecord>,
     broker_url: Option<String>,
     issued_cn: Option<String>,
+    validity: Option<Duration>,
 }
 
 type RequestHook = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
@@ -278,6 +280,16 @@ impl PairingState {
 
     pub(crate) fn take_raw_answer(&self) -> Option<RawAnswer> {
         self.lock().raw.take()
+    }
+
+    /// Certificates issued from now on live `validity` instead of the sandbox's configured
+    /// lifetime (e.g. a few seconds, to force renewals of a running agent); `None` restores it.
+    pub fn set_certificate_validity(&self, validity: Option<Duration>) {
+        self.lock().validity = validity;
+    }
+
+    pub(crate) fn certificate_validity(&self) -> Option<Duration> {
+        self.lock().validity
     }
 
     pub(crate) fn issued_cn(&self) -> Option<String> {
