@@ -177,7 +177,10 @@ async fn device_values_stop_at_the_limit_and_unsetting_makes_room() {
     let extra = store
         .set_device(&device, "/extra/value", AstarteValue::LongInteger(1))
         .await;
-    assert!(matches!(extra, Err(PropertyStoreError::TooMany)), "{extra:?}");
+    assert!(
+        matches!(extra, Err(PropertyStoreError::TooMany)),
+        "{extra:?}"
+    );
     // Values already set can still change, and an unset makes room for a new one.
     let changed = store.set_device(&device, "/0/value", AstarteValue::LongInteger(2));
     assert!(changed.await.unwrap());
