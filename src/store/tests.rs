@@ -94,11 +94,21 @@ async fn a_full_queue_refuses_new_messages_and_keeps_the_old_ones() {
     ));
     assert_eq!(all(&opened.store).await.len(), 2);
     opened.store.ack(vec![all(&opened.store).await[0].seq]);
-    let opened = reopen(opened);
+    // Acks are committed in batches: wait for this one before asking for room again.
+    let committed = async {
+        while opened.store.counters().queued.load(Ordering::Relaxed) != 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), committed)
+        .await
+        .expect("the ack is committed");
     assert!(
         opened.store.append(message(4)).await.is_ok(),
         "room again after an ack"
     );
+    let opened = reopen(opened);
+    assert_eq!(all(&opened.store).await.len(), 2);
 }
 
 #[tokio::test]
