@@ -22,11 +22,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate the configuration and every interface file; one line per problem.
+    /// Validate the configuration and every interface file; every problem, one line each.
     CheckConfig,
     /// Print the device ID the configuration resolves to.
     DeviceId,
-    /// Show the running daemon's health; exit status 0 connected, 1 degraded, 2 not running.
+    /// Show the running daemon's health; exit status 0 connected, 150 degraded (running, not
+    /// connected), 3 not running, 4 unknown.
     Status {
         /// One JSON object instead of text.
         #[arg(long)]

@@ -1,7 +1,15 @@
 //! `astarte-agent status`: the one-command health view. Reads the running daemon over D-Bus
 //! (the bus the configuration names) and prints what an operator checks first. The exit
-//! status says healthy (0: connected), degraded (1: running, not connected) or not running
-//! (2: no daemon on the bus, or the bus or configuration cannot be read).
+//! status follows the LSB convention that `systemctl status` uses, so scripts can rely on it:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | running and connected |
+//! | 150 | running but not connected (degraded); in the LSB range reserved for applications |
+//! | 3 | not running: no agent owns its name on the bus |
+//! | 4 | status unknown: the configuration or the bus cannot be read, or the agent did not answer |
+//!
+//! `--json` exits with the same codes and always prints one JSON object.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,10 +21,36 @@ use crate::config::{BusKind, Config};
 use crate::dbus::client::DeviceProxy;
 use crate::error_chain::error_chain;
 
-const HEALTHY: u8 = 0;
-const DEGRADED: u8 = 1;
-const NOT_RUNNING: u8 = 2;
-/// A daemon that does not answer within this time counts as not running.
+/// What `status` found, and its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Connected,
+    Degraded,
+    NotRunning,
+    Unknown,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Connected => 0,
+            Verdict::Degraded => 150,
+            Verdict::NotRunning => 3,
+            Verdict::Unknown => 4,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Verdict::Connected => "connected",
+            Verdict::Degraded => "degraded",
+            Verdict::NotRunning => "not-running",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// A daemon that does not answer within this time leaves the status unknown.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `status` shows.
@@ -33,21 +67,26 @@ struct Report {
 }
 
 pub fn run(config: &Path, as_json: bool) -> ExitCode {
-    let bus = match Config::load(config) {
-        Ok(config) => config.bus,
+    let verdict = match Config::load(config) {
+        Ok(config) => report(config.bus, as_json),
         Err(error) => {
-            eprintln!("{}", error_chain(&error));
-            return ExitCode::from(NOT_RUNNING);
+            let message = format!("status unknown: {}", error_chain(&error));
+            print_failure(Verdict::Unknown, &message, as_json);
+            Verdict::Unknown
         }
     };
+    ExitCode::from(verdict.exit_code())
+}
+
+fn report(bus: BusKind, as_json: bool) -> Verdict {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("couldn't start: {error}");
-            return ExitCode::from(NOT_RUNNING);
+            print_failure(Verdict::Unknown, &format!("couldn't start: {error}"), as_json);
+            return Verdict::Unknown;
         }
     };
     let report = runtime.block_on(async {
@@ -57,28 +96,59 @@ pub fn run(config: &Path, as_json: bool) -> ExitCode {
     });
     match report {
         Ok(report) => {
+            let verdict = if report.state == "connected" {
+                Verdict::Connected
+            } else {
+                Verdict::Degraded
+            };
             if as_json {
-                print_json(&report);
+                print_json(&report, verdict);
             } else {
                 print_text(&report);
             }
-            ExitCode::from(if report.state == "connected" {
-                HEALTHY
-            } else {
-                DEGRADED
-            })
+            verdict
         }
         Err(error) => {
-            if as_json {
-                println!(
-                    "{}",
-                    json!({ "running": false, "error": error.to_string() })
-                );
-            } else {
-                println!("astarte-agent is not running ({error})");
-            }
-            ExitCode::from(NOT_RUNNING)
+            let verdict = classify(&error);
+            let message = match verdict {
+                Verdict::NotRunning => format!("astarte-agent is not running ({error})"),
+                _ => format!("status unknown: {}", error_chain(&error)),
+            };
+            print_failure(verdict, &message, as_json);
+            verdict
         }
+    }
+}
+
+/// Nobody owns the agent's name: not running. Anything else (no bus, access denied, no
+/// answer in time) leaves it unknown.
+fn classify(error: &zbus::Error) -> Verdict {
+    match error {
+        zbus::Error::FDO(fdo) => match **fdo {
+            zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_) => {
+                Verdict::NotRunning
+            }
+            _ => Verdict::Unknown,
+        },
+        zbus::Error::MethodError(name, _, _)
+            if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
+                || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
+        {
+            Verdict::NotRunning
+        }
+        _ => Verdict::Unknown,
+    }
+}
+
+/// Not running or unknown: one line on stdout, or one JSON object with `--json`.
+fn print_failure(verdict: Verdict, message: &str, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            json!({ "running": false, "status": verdict.name(), "error": message })
+        );
+    } else {
+        println!("{message}");
     }
 }
 
@@ -134,10 +204,11 @@ fn print_text(report: &Report) {
     }
 }
 
-fn print_json(report: &Report) {
+fn print_json(report: &Report, verdict: Verdict) {
     let (at, line) = &report.last_error;
     let value = json!({
         "running": true,
+        "status": verdict.name(),
         "state": report.state,
         "device_id": report.device_id,
         "realm": report.realm,

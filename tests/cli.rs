@@ -107,23 +107,35 @@ async fn daemon_skips_an_invalid_interface_file_and_serves_the_others() {
     );
 }
 
+/// The exit codes of `status` (LSB, as `systemctl status`): 0 connected, 150 degraded,
+/// 3 not running, 4 unknown; the same with `--json`, whose output always parses.
+const CONNECTED: i32 = 0;
+const DEGRADED: i32 = 150;
+const NOT_RUNNING: i32 = 3;
+const UNKNOWN: i32 = 4;
+
+fn json(output: &CliOutput) -> serde_json::Value {
+    serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|error| panic!("status --json printed no JSON ({error}): {output:?}"))
+}
+
 #[tokio::test]
-async fn status_tells_healthy_degraded_and_not_running_apart() {
+async fn status_tells_connected_degraded_and_not_running_apart() {
     let mut env = TestEnv::persistent().await;
     let stopped = env.cli_on_bus(&["status"]).await;
-    assert_eq!(stopped.status.code(), Some(2), "{}", stopped.stdout);
+    assert_eq!(stopped.status.code(), Some(NOT_RUNNING), "{stopped:?}");
     assert!(stopped.stdout.contains("not running"), "{}", stopped.stdout);
+    let stopped = env.cli_on_bus(&["status", "--json"]).await;
+    assert_eq!(stopped.status.code(), Some(NOT_RUNNING), "{stopped:?}");
+    let report = json(&stopped);
+    assert_eq!(report["running"], false);
+    assert_eq!(report["status"], "not-running");
 
     let (agent, proxy) = env.start_connected_agent().await;
     let healthy = env.cli_on_bus(&["status", "--json"]).await;
-    assert_eq!(
-        healthy.status.code(),
-        Some(0),
-        "{}{}",
-        healthy.stdout,
-        healthy.stderr
-    );
-    let report: serde_json::Value = serde_json::from_str(&healthy.stdout).unwrap();
+    assert_eq!(healthy.status.code(), Some(CONNECTED), "{healthy:?}");
+    let report = json(&healthy);
+    assert_eq!(report["status"], "connected");
     assert_eq!(report["state"], "connected");
     assert_eq!(report["device_id"], env.device_id.as_str());
     assert_eq!(
@@ -133,11 +145,15 @@ async fn status_tells_healthy_degraded_and_not_running_apart() {
     assert!(report["certificate_expiry_ms"].as_i64().unwrap() > astarte_agent::api::now_ms());
     assert!(report["store_bytes"].as_u64().unwrap() > 0);
     assert_eq!(report["interfaces"].as_array().unwrap().len(), 7);
+    assert_eq!(
+        env.cli_on_bus(&["status"]).await.status.code(),
+        Some(CONNECTED)
+    );
 
     env.sandbox.stop_broker().await;
     wait_for_state(&proxy, "disconnected", &agent).await;
     let degraded = env.cli_on_bus(&["status"]).await;
-    assert_eq!(degraded.status.code(), Some(1), "{}", degraded.stdout);
+    assert_eq!(degraded.status.code(), Some(DEGRADED), "{degraded:?}");
     assert!(
         degraded
             .stdout
@@ -150,6 +166,39 @@ async fn status_tells_healthy_degraded_and_not_running_apart() {
         "the last error is shown: {}",
         degraded.stdout
     );
+    let degraded = env.cli_on_bus(&["status", "--json"]).await;
+    assert_eq!(degraded.status.code(), Some(DEGRADED), "{degraded:?}");
+    let report = json(&degraded);
+    assert_eq!(report["running"], true);
+    assert_eq!(report["status"], "degraded");
+    assert_eq!(report["state"], "disconnected");
+}
+
+#[tokio::test]
+async fn status_is_unknown_when_the_configuration_or_the_bus_cannot_be_read() {
+    let env = TestEnv::new().await;
+    std::fs::write(env.config_path(), "realm = \"unterminated\n").unwrap();
+    for args in [&["status"][..], &["status", "--json"]] {
+        let output = env.cli_on_bus(args).await;
+        assert_eq!(output.status.code(), Some(UNKNOWN), "{output:?}");
+        assert!(output.stdout.contains("status unknown"), "{output:?}");
+    }
+    assert_eq!(
+        json(&env.cli_on_bus(&["status", "--json"]).await)["status"],
+        "unknown"
+    );
+
+    env.write_config("");
+    let nowhere = format!("unix:path={}", env.path("no-bus-here").display());
+    for args in [&["status"][..], &["status", "--json"]] {
+        let output = run_cli_with_env(
+            &env.config_path(),
+            args,
+            &[("DBUS_SESSION_BUS_ADDRESS", nowhere.as_str())],
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(UNKNOWN), "{output:?}");
+    }
 }
 
 #[tokio::test]

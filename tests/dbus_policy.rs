@@ -11,11 +11,15 @@
 //! (busctl only prints "Access denied").
 //!
 //! Needs root (it creates the users and groups below, and switches to them); as another user
-//! every test passes after saying it was skipped.
+//! every test passes after saying it was skipped. The service user `astarte-agent` and the
+//! group `astarte` are the package's own (`systemd/astarte-agent.sysusers`): the test uses them
+//! when they exist. Whatever user or group the test had to create, the two callers included,
+//! is removed again when the last test that needs them ends.
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
+use std::os::unix::process::CommandExt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -177,11 +181,12 @@ async fn only_the_service_user_may_own_the_name() {
 /// A private `dbus-daemon` with the system bus's default-deny policy and the project's policy
 /// included, and the agent owning the name as `astarte-agent`.
 struct SystemLikeBus {
-    // Field order is drop order: the service first, then the bus, then its directory.
-    _service: Child,
+    // Field order is drop order: the service first, then the bus, its directory, the users.
+    _service: Service,
     _daemon: Child,
     address: String,
     _dir: TempDir,
+    _users: Users,
 }
 
 impl SystemLikeBus {
@@ -193,7 +198,7 @@ impl SystemLikeBus {
             );
             return None;
         }
-        create_users();
+        let users = Users::acquire();
 
         let dir = tempfile::tempdir().expect("tempdir");
         // Callers run as other users: they need to reach the socket.
@@ -240,7 +245,7 @@ impl SystemLikeBus {
         };
         tokio::select! {
             () = owned => {}
-            status = service.wait() => panic!("the agent as {SERVICE_USER} exited: {status:?}"),
+            status = service.exited() => panic!("the agent as {SERVICE_USER} exited: {status:?}"),
             () = tokio::time::sleep(TIMEOUT) => panic!("{SERVICE_USER} never owned {NAME}"),
         }
 
@@ -249,6 +254,7 @@ impl SystemLikeBus {
             _daemon: daemon,
             address,
             _dir: dir,
+            _users: users,
         })
     }
 
@@ -306,7 +312,9 @@ impl SystemLikeBus {
 }
 
 /// The agent as the service user, on the system-like bus at `address`, with its files in `dir`.
-fn start_agent(dir: &Path, address: &str) -> Child {
+/// Started directly under the service user's ids (no `runuser` in between), so stopping it
+/// stops the agent itself.
+fn start_agent(dir: &Path, address: &str) -> Service {
     let user = nix::unistd::User::from_name(SERVICE_USER)
         .expect("user database")
         .expect("the service user exists");
@@ -335,17 +343,53 @@ fn start_agent(dir: &Path, address: &str) -> Child {
         ),
     )
     .expect("config");
-    let mut command = run_as(SERVICE_USER, env!("CARGO_BIN_EXE_astarte-agent"), &[]);
-    command
+    // std drops the supplementary groups when it changes the user id.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
         .arg("--config")
         .arg(&config)
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
         .env("DBUS_SYSTEM_BUS_ADDRESS", address)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true);
-    command.spawn().expect("the agent starts")
+        .spawn()
+        .expect("the agent starts");
+    Service(child)
+}
+
+/// The agent process: stopped with SIGTERM (SIGKILL after a deadline) and reaped when dropped,
+/// also when a test fails.
+struct Service(std::process::Child);
+
+impl Service {
+    /// Resolves if the agent exits by itself.
+    async fn exited(&mut self) -> std::process::ExitStatus {
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn run_as(user: &str, program: &str, args: &[&str]) -> Command {
@@ -429,56 +473,81 @@ fn bus_config(socket: &Path, policy: &Path) -> String {
     )
 }
 
-/// The service user, the callers' group, a member of it and an outsider; created once per test
-/// run, kept afterwards (creating them again is a no-op).
-fn create_users() {
-    static CREATED: OnceLock<()> = OnceLock::new();
-    CREATED.get_or_init(|| {
-        if !exists("group", GROUP) {
-            run("groupadd", &["--system", GROUP]);
+/// The service user, the callers' group, a member of it and an outsider, for as long as a test
+/// holds them. The first holder creates what is missing; the last one removes what was created
+/// (a package's own `astarte-agent` user and `astarte` group, found existing, stay).
+struct Users;
+
+/// How many tests hold the users, and which accounts this process created.
+static HOLDERS: Mutex<(usize, Vec<Account>)> = Mutex::new((0, Vec::new()));
+
+#[derive(Debug, Clone, Copy)]
+enum Account {
+    Group(&'static str),
+    User(&'static str),
+}
+
+impl Users {
+    fn acquire() -> Users {
+        let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        if holders.0 == 0 {
+            holders.1 = create_accounts();
         }
-        if !exists("passwd", SERVICE_USER) {
-            run(
-                "useradd",
-                &[
-                    "--system",
-                    "--no-create-home",
-                    "--user-group",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    SERVICE_USER,
-                ],
-            );
+        holders.0 += 1;
+        Users
+    }
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        holders.0 -= 1;
+        if holders.0 > 0 {
+            return;
         }
-        if !exists("passwd", MEMBER) {
-            run(
-                "useradd",
-                &[
-                    "--system",
-                    "--no-create-home",
-                    "--user-group",
-                    "--groups",
-                    GROUP,
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    MEMBER,
-                ],
-            );
+        // Users before the group they belong to.
+        for account in std::mem::take(&mut holders.1).into_iter().rev() {
+            let (program, name) = match account {
+                Account::User(name) => ("userdel", name),
+                Account::Group(name) => ("groupdel", name),
+            };
+            let removed = std::process::Command::new(program).arg(name).output();
+            if !removed.as_ref().is_ok_and(|output| output.status.success()) {
+                eprintln!("couldn't remove the test's {account:?}: {removed:?}");
+            }
         }
-        if !exists("passwd", OUTSIDER) {
-            run(
-                "useradd",
-                &[
-                    "--system",
-                    "--no-create-home",
-                    "--user-group",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    OUTSIDER,
-                ],
-            );
+    }
+}
+
+/// Creates what is missing; returns what it created, in order.
+fn create_accounts() -> Vec<Account> {
+    let mut created = Vec::new();
+    if !exists("group", GROUP) {
+        run("groupadd", &["--system", GROUP]);
+        created.push(Account::Group(GROUP));
+    }
+    let users: [(&'static str, &[&str]); 3] = [
+        (SERVICE_USER, &[]),
+        (MEMBER, &["--groups", GROUP]),
+        (OUTSIDER, &[]),
+    ];
+    for (user, extra) in users {
+        if exists("passwd", user) {
+            continue;
         }
-    });
+        let mut args = vec![
+            "--system",
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+        ];
+        args.extend_from_slice(extra);
+        args.push(user);
+        run("useradd", &args);
+        created.push(Account::User(user));
+    }
+    created
 }
 
 fn exists(database: &str, name: &str) -> bool {

@@ -3,7 +3,8 @@
 //! Each target generates valid inputs, checks they are accepted (and round-trip where an
 //! encoder exists), then mutates them and checks the code under test never panics and
 //! refuses with a typed error. `FUZZ_MINUTES=m` runs every target for m minutes instead of
-//! the fixed CI case count; `FUZZ_SEED` (and `FUZZ_CASE`) replay a run (a case). See
+//! the fixed CI case count; `FUZZ_SEED` (default: a fixed seed, so CI makes the same cases
+//! every run) and `FUZZ_CASE` replay a run (a case). See
 //! `scripts/fuzz` and README, "Fuzzing".
 
 #[path = "fuzz/config.rs"]

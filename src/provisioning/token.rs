@@ -178,7 +178,9 @@ fn usable(value: Secret, origin: String) -> Result<Token, NoToken> {
     Ok(Token { value, origin })
 }
 
-/// Shape only: three dot-separated base64url parts. Pairing checks the signature.
+/// Shape only: exactly three dot-separated parts (header, payload, signature), each non-empty
+/// base64url text (`A`–`Z`, `a`–`z`, `0`–`9`, `-`, `_`; JWTs carry no padding). Pairing
+/// checks the signature itself.
 fn check(token: &str) -> Result<&str, TokenError> {
     let token = token.trim();
     if token.is_empty() {
@@ -187,14 +189,14 @@ fn check(token: &str) -> Result<&str, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
     }
-    let parts: Vec<&str> = token.split('.').collect();
-    let base64url = |part: &&str| {
+    let base64url = |part: &str| {
         !part.is_empty()
             && part
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    if parts.len() != 3 || !parts[..2].iter().all(base64url) {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 || !parts.iter().all(|part| base64url(part)) {
         return Err(TokenError::NotJwt);
     }
     Ok(token)
@@ -235,6 +237,31 @@ mod tests {
         let current = tokens.current().unwrap();
         assert_eq!(current.value.expose(), given);
         assert_eq!(current.origin, "the Register call");
+    }
+
+    #[test]
+    fn a_token_is_three_non_empty_base64url_parts() {
+        for good in ["a.b.c", "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "A-_.0.z_-", " a.b.c\n"] {
+            assert_eq!(check(good), Ok(good.trim()), "{good:?}");
+        }
+        for bad in [
+            "a.b",
+            "a.b.c.d",
+            "a.b.",
+            ".b.c",
+            "a..c",
+            "-.a-.∑",
+            "a.b.c d",
+            "a.b.c=",
+            "a.b+.c",
+            "a/b.c.d",
+            "a.b.é",
+        ] {
+            assert_eq!(check(bad), Err(TokenError::NotJwt), "{bad:?}");
+        }
+        assert_eq!(check(" \t"), Err(TokenError::Empty));
+        let long = format!("a.b.{}", "c".repeat(MAX_TOKEN_LEN));
+        assert_eq!(check(&long), Err(TokenError::TooLong));
     }
 
     #[test]

@@ -261,7 +261,14 @@ pub fn random_call(rng: &mut Rng) -> (Call, Expect) {
             Call::RemoveInterface(DEVICE_PROPERTIES.into()),
             error("InterfaceNotRemovable"),
         ),
-        26 => (Call::Register(junk), error("InvalidToken")),
+        26 => {
+            let expect = if jwt_shaped(&junk) {
+                ok()
+            } else {
+                error("InvalidToken")
+            };
+            (Call::Register(junk), expect)
+        }
         27 => (
             Call::SendBadSignature(DEVICE_DATASTREAM.into(), "/plain/value".into(), 3),
             vec![BAD_SIGNATURE.to_owned()],
@@ -289,6 +296,20 @@ pub fn random_call(rng: &mut Rng) -> (Call, Expect) {
             }
         }
     }
+}
+
+/// The documented rule for `Register` (README, errors: `InvalidToken`), written out again
+/// independently of the agent: after trimming, three dot-separated parts, each non-empty
+/// base64url text.
+fn jwt_shaped(token: &str) -> bool {
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 /// Performs `call` on `connection`: "ok", or the D-Bus error name.

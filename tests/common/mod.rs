@@ -143,6 +143,9 @@ impl TestEnv {
             .arg(self.config_path())
             .env("DBUS_SESSION_BUS_ADDRESS", self.bus.address())
             .env("ASTARTE_AGENT_LOG", "debug")
+            // tpm2-tss's own lines belong in the agent's log, which a failing test prints
+            // (.cargo/config.toml silences them for the test processes themselves).
+            .env("TSS2_LOG", "all+warning")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
@@ -180,22 +183,17 @@ impl TestEnv {
 
     /// Runs a subcommand that talks to the running agent on this environment's bus.
     pub async fn cli_on_bus(&self, args: &[&str]) -> CliOutput {
-        let output = Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
-            .args(args)
-            .arg("--config")
-            .arg(self.config_path())
-            .env("DBUS_SESSION_BUS_ADDRESS", self.bus.address())
-            .output()
-            .await
-            .expect("agent binary runs");
-        CliOutput {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        let address = self.bus.address().to_owned();
+        run_cli_with_env(
+            &self.config_path(),
+            args,
+            &[("DBUS_SESSION_BUS_ADDRESS", address.as_str())],
+        )
+        .await
     }
 }
 
+#[derive(Debug)]
 pub struct CliOutput {
     pub status: ExitStatus,
     pub stdout: String,
@@ -203,10 +201,15 @@ pub struct CliOutput {
 }
 
 pub async fn run_cli(config: &Path, args: &[&str]) -> CliOutput {
+    run_cli_with_env(config, args, &[]).await
+}
+
+pub async fn run_cli_with_env(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
     let output = Command::new(env!("CARGO_BIN_EXE_astarte-agent"))
         .args(args)
         .arg("--config")
         .arg(config)
+        .envs(envs.iter().copied())
         .output()
         .await
         .expect("agent binary runs");

@@ -186,7 +186,8 @@ mod tests {
     /// blob that re-encodes to the same bytes, or are refused with a reason; never a panic.
     #[test]
     fn mutated_blobs_are_refused_or_decode_exactly() {
-        let seed = fastrand::u64(..);
+        // Fixed: every run checks the same cases (change it to explore others).
+        let seed = 0xb10b_5eed;
         let mut rng = fastrand::Rng::with_seed(seed);
         let valid = [Kind::Key, Kind::Sealed].map(|kind| (kind, blob(kind).encode(kind).unwrap()));
         for case in 0..3000 {
