@@ -85,7 +85,11 @@ fn report(bus: BusKind, as_json: bool) -> Verdict {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            print_failure(Verdict::Unknown, &format!("couldn't start: {error}"), as_json);
+            print_failure(
+                Verdict::Unknown,
+                &format!("couldn't start: {error}"),
+                as_json,
+            );
             return Verdict::Unknown;
         }
     };

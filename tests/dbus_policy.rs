@@ -16,9 +16,9 @@
 //! when they exist. Whatever user or group the test had to create, the two callers included,
 //! is removed again when the last test that needs them ends.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::os::unix::process::CommandExt;
 use std::sync::Mutex;
 use std::time::Duration;
 
