@@ -96,3 +96,38 @@ pub enum InterfaceError {
     )]
     ObjectKeyParameter { endpoint: String },
 }
+
+/// Every problem found in one document. Validation goes on after a broken rule wherever the
+/// rest does not depend on it, so one run reports every problem of a file.
+#[derive(Debug, Default)]
+pub(super) struct Findings(Vec<InterfaceError>);
+
+impl Findings {
+    /// The value, or `None` with its problem recorded.
+    pub(super) fn take<T>(&mut self, result: Result<T, InterfaceError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.0.push(problem);
+                None
+            }
+        }
+    }
+
+    pub(super) fn push(&mut self, problem: InterfaceError) {
+        self.0.push(problem);
+    }
+
+    pub(super) fn extend(&mut self, problems: Vec<InterfaceError>) {
+        self.0.extend(problems);
+    }
+
+    /// `value` when nothing was found; every problem otherwise (`value` is `None` only when
+    /// something was).
+    pub(super) fn finish<T>(self, value: Option<T>) -> Result<T, Vec<InterfaceError>> {
+        match value {
+            Some(value) if self.0.is_empty() => Ok(value),
+            _ => Err(self.0),
+        }
+    }
+}

@@ -27,7 +27,7 @@ pub enum RegistryError {
     DuplicateName { name: String, first: PathBuf },
 }
 
-/// A file that was skipped while loading a directory.
+/// A problem of a file that was skipped while loading a directory (a file can have several).
 #[derive(Debug)]
 pub struct LoadProblem {
     pub file: PathBuf,
@@ -49,7 +49,8 @@ pub struct Registry {
 impl Registry {
     /// Loads every `*.json` file of `dir` in file-name order. Other entries are ignored.
     /// Unreadable or invalid files, and files declaring an interface name already loaded
-    /// from an earlier file, become [`LoadProblem`]s; only an unreadable directory fails.
+    /// from an earlier file, become [`LoadProblem`]s, one per problem of each file; only an
+    /// unreadable directory fails.
     pub fn load_dir(dir: &Path) -> Result<(Registry, Vec<LoadProblem>), RegistryError> {
         let read_dir_error = |source| RegistryError::ReadDir {
             dir: dir.to_owned(),
@@ -68,7 +69,12 @@ impl Registry {
         let mut origins: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut problems = Vec::new();
         for file in files {
-            let loaded = read_document(&file).and_then(|text| Ok(Interface::from_json(&text)?));
+            let loaded = read_document(&file)
+                .map_err(|error| vec![error])
+                .and_then(|text| {
+                    Interface::validate_json(&text)
+                        .map_err(|errors| errors.into_iter().map(RegistryError::Invalid).collect())
+                });
             match loaded {
                 Ok(interface) => {
                     if let Some(first) = origins.get(&interface.name) {
@@ -84,7 +90,10 @@ impl Registry {
                             .insert(interface.name.clone(), Arc::new(interface));
                     }
                 }
-                Err(error) => problems.push(LoadProblem { file, error }),
+                Err(errors) => problems.extend(errors.into_iter().map(|error| LoadProblem {
+                    file: file.clone(),
+                    error,
+                })),
             }
         }
         Ok((registry, problems))

@@ -1,18 +1,18 @@
 //! Interface-level validation rules (protocol reference 4.1) and `Interface::from_json`.
 //!
 //! Mapping keys are checked in `validate_mapping`, rules across mappings in
-//! `validate_set`. The first broken rule is reported.
+//! `validate_set`. Validation goes on after a broken rule wherever the rest does not depend on
+//! it: [`Interface::validate_json`] reports every problem of a document, `from_json` the first.
 
-use super::error::{InterfaceError, Location};
+use super::error::{Findings, InterfaceError, Location};
 use super::model::{Aggregation, Interface, InterfaceType, Ownership};
 use super::schema::{self, RawInterface};
-use super::validate_mapping::{MappingContext, validate_mapping};
+pub use super::validate_mapping::{MAX_DESCRIPTION_LEN, MAX_DOC_LEN};
+use super::validate_mapping::{MappingContext, check_texts, validate_mapping};
 use super::validate_set::{check_endpoints, check_object};
 
 pub const MAX_NAME_LEN: usize = 128;
 pub const RESERVED_NAMES: [&str; 3] = ["astarte", "control", "device"];
-pub const MAX_DESCRIPTION_LEN: usize = 1000;
-pub const MAX_DOC_LEN: usize = 100_000;
 pub const MAX_MAPPINGS: usize = 1024;
 /// Largest interface document accepted, checked before the JSON is parsed (`AddInterface`
 /// and files of `interfaces_dir` alike). Real interfaces are a few KiB; 1 MiB still holds
@@ -21,83 +21,106 @@ pub const MAX_MAPPINGS: usize = 1024;
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 impl Interface {
-    /// Parses and validates an interface file against every rule Astarte applies.
+    /// Parses and validates an interface file against every rule Astarte applies; the first
+    /// problem found when it breaks any.
     pub fn from_json(text: &str) -> Result<Interface, InterfaceError> {
+        Interface::validate_json(text).map_err(|mut problems| problems.swap_remove(0))
+    }
+
+    /// Like [`Interface::from_json`], with every problem of the document (never an empty list).
+    pub fn validate_json(text: &str) -> Result<Interface, Vec<InterfaceError>> {
         if text.len() > MAX_DOCUMENT_BYTES {
-            return Err(InterfaceError::DocumentTooLarge {
+            return Err(vec![InterfaceError::DocumentTooLarge {
                 max: MAX_DOCUMENT_BYTES,
-            });
+            }]);
         }
-        validate(schema::parse(text)?)
+        validate(schema::parse(text).map_err(|problem| vec![problem])?)
     }
 }
 
-fn validate(raw: RawInterface) -> Result<Interface, InterfaceError> {
-    let name = required(raw.interface_name.clone(), "interface_name")?;
-    check_name(&name).map_err(|reason| InterfaceError::InvalidName {
-        name: name.clone(),
-        reason,
-    })?;
-
-    let version_major = version(raw.version_major, "version_major")?;
-    let version_minor = version(raw.version_minor, "version_minor")?;
-    if version_major == 0 && version_minor == 0 {
-        return Err(InterfaceError::NullVersion);
+fn validate(raw: RawInterface) -> Result<Interface, Vec<InterfaceError>> {
+    let mut found = Findings::default();
+    let name = found.take(required(raw.interface_name.clone(), "interface_name"));
+    if let Some(name) = &name {
+        found.take(
+            check_name(name).map_err(|reason| InterfaceError::InvalidName {
+                name: name.clone(),
+                reason,
+            }),
+        );
     }
 
-    let interface_type = match required(raw.interface_type.as_deref(), "type")? {
-        "datastream" => InterfaceType::Datastream,
-        "properties" => InterfaceType::Properties,
-        other => return Err(invalid("type", other, "`datastream` or `properties`")),
-    };
+    let version_major = found.take(version(raw.version_major, "version_major"));
+    let version_minor = found.take(version(raw.version_minor, "version_minor"));
+    if version_major == Some(0) && version_minor == Some(0) {
+        found.push(InterfaceError::NullVersion);
+    }
+
+    let interface_type = found.take(match required(raw.interface_type.as_deref(), "type") {
+        Ok("datastream") => Ok(InterfaceType::Datastream),
+        Ok("properties") => Ok(InterfaceType::Properties),
+        Ok(other) => Err(invalid("type", other, "`datastream` or `properties`")),
+        Err(missing) => Err(missing),
+    });
     // `producer` and `consumer` are the deprecated names Astarte still casts.
-    let ownership = match required(raw.ownership_text(), "ownership")? {
-        "device" | "producer" => Ownership::Device,
-        "server" | "consumer" => Ownership::Server,
-        other => return Err(invalid("ownership", other, "`device` or `server`")),
-    };
+    let ownership = found.take(match required(raw.ownership_text(), "ownership") {
+        Ok("device" | "producer") => Ok(Ownership::Device),
+        Ok("server" | "consumer") => Ok(Ownership::Server),
+        Ok(other) => Err(invalid("ownership", other, "`device` or `server`")),
+        Err(missing) => Err(missing),
+    });
     // Astarte's legacy handling: `aggregation` wins, else `aggregate: true` means object.
-    let aggregation = match (raw.aggregation.as_deref(), raw.aggregate) {
-        (Some("individual"), _) => Aggregation::Individual,
-        (Some("object"), _) => Aggregation::Object,
-        (Some(other), _) => return Err(invalid("aggregation", other, "`individual` or `object`")),
-        (None, Some(true)) => Aggregation::Object,
-        (None, _) => Aggregation::Individual,
-    };
-    if interface_type == InterfaceType::Properties && aggregation == Aggregation::Object {
-        return Err(InterfaceError::ObjectProperties);
+    let aggregation = found.take(match (raw.aggregation.as_deref(), raw.aggregate) {
+        (Some("individual"), _) => Ok(Aggregation::Individual),
+        (Some("object"), _) => Ok(Aggregation::Object),
+        (Some(other), _) => Err(invalid("aggregation", other, "`individual` or `object`")),
+        (None, Some(true)) => Ok(Aggregation::Object),
+        (None, _) => Ok(Aggregation::Individual),
+    });
+    if interface_type == Some(InterfaceType::Properties) && aggregation == Some(Aggregation::Object)
+    {
+        found.push(InterfaceError::ObjectProperties);
     }
-
-    let at = Location::Interface;
-    check_length(
-        &at,
-        "description",
+    check_texts(
+        &mut found,
+        &Location::Interface,
         raw.description.as_deref(),
-        MAX_DESCRIPTION_LEN,
-    )?;
-    check_length(&at, "doc", raw.doc.as_deref(), MAX_DOC_LEN)?;
+        raw.doc.as_deref(),
+    );
 
-    let raw_mappings = required(raw.mappings, "mappings")?;
-    if !(1..=MAX_MAPPINGS).contains(&raw_mappings.len()) {
-        return Err(InterfaceError::MappingCount {
-            count: raw_mappings.len(),
-        });
-    }
-    let context = MappingContext {
-        interface_type,
-        aggregation,
+    let raw_mappings = found.take(required(raw.mappings, "mappings"));
+    let mappings = match (&raw_mappings, interface_type, aggregation) {
+        (Some(raw_mappings), Some(interface_type), Some(aggregation)) => {
+            if !(1..=MAX_MAPPINGS).contains(&raw_mappings.len()) {
+                found.push(InterfaceError::MappingCount {
+                    count: raw_mappings.len(),
+                });
+            }
+            let context = MappingContext {
+                interface_type,
+                aggregation,
+            };
+            let mut mappings = Vec::with_capacity(raw_mappings.len());
+            for (index, mapping) in raw_mappings.iter().enumerate() {
+                match validate_mapping(mapping, index, context) {
+                    Ok(mapping) => mappings.push(mapping),
+                    Err(problems) => found.extend(problems),
+                }
+            }
+            (mappings.len() == raw_mappings.len()).then_some(mappings)
+        }
+        // Mappings can't be judged without the interface's type and aggregation.
+        _ => None,
     };
-    let mappings = raw_mappings
-        .iter()
-        .enumerate()
-        .map(|(index, mapping)| validate_mapping(mapping, index, context))
-        .collect::<Result<Vec<_>, _>>()?;
-    check_endpoints(&mappings)?;
-    if aggregation == Aggregation::Object {
-        check_object(&name, &mappings)?;
+    // Rules across mappings need every mapping valid.
+    if let Some(mappings) = &mappings {
+        found.take(check_endpoints(mappings));
+        if let (Some(name), Some(Aggregation::Object)) = (&name, aggregation) {
+            found.take(check_object(name, mappings));
+        }
     }
 
-    Ok(Interface {
+    let interface = match (
         name,
         version_major,
         version_minor,
@@ -105,7 +128,27 @@ fn validate(raw: RawInterface) -> Result<Interface, InterfaceError> {
         ownership,
         aggregation,
         mappings,
-    })
+    ) {
+        (
+            Some(name),
+            Some(version_major),
+            Some(version_minor),
+            Some(interface_type),
+            Some(ownership),
+            Some(aggregation),
+            Some(mappings),
+        ) => Some(Interface {
+            name,
+            version_major,
+            version_minor,
+            interface_type,
+            ownership,
+            aggregation,
+            mappings,
+        }),
+        _ => None,
+    };
+    found.finish(interface)
 }
 
 /// Checks the length limits and the Elixir regex
@@ -188,25 +231,6 @@ fn invalid(key: &'static str, value: &str, expected: &'static str) -> InterfaceE
         value: format!("{value:?}"),
         expected,
     }
-}
-
-/// Lengths are counted in characters, as Astarte's `validate_length` does.
-pub(super) fn check_length(
-    at: &Location,
-    key: &'static str,
-    text: Option<&str>,
-    max: usize,
-) -> Result<(), InterfaceError> {
-    let len = text.map_or(0, |text| text.chars().count());
-    if len > max {
-        return Err(InterfaceError::TooLong {
-            at: at.clone(),
-            key,
-            len,
-            max,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
