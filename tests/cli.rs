@@ -56,6 +56,108 @@ async fn check_config_reports_every_problem_not_just_the_first() {
 }
 
 #[tokio::test]
+async fn check_config_lists_five_problems_of_one_file_in_one_run_with_their_lines() {
+    let env = TestEnv::new().await;
+    let config = env.config_path();
+    // Five problems: an invalid realm (line 1), an unknown key (line 2), a value of the wrong
+    // type (line 5), a value out of range (line 7), and no pairing_url at all (no line).
+    std::fs::write(
+        &config,
+        format!(
+            "realm = \"Bad Realm\"\n\
+             colour = \"blue\"\n\
+             store_dir = {store:?}\n\
+             interfaces_dir = {interfaces:?}\n\
+             machine_id_file = 42\n\
+             [store]\n\
+             max_queue_bytes = 10\n",
+            store = env.path("store"),
+            interfaces = env.path("interfaces"),
+        ),
+    )
+    .unwrap();
+    let output = env.cli(&["check-config"]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    let file = config.display().to_string();
+    for expected in [
+        format!("{file}:1: realm: "),
+        format!("{file}:2: colour: unknown key"),
+        format!("{file}:5: machine_id_file: "),
+        format!("{file}:7: store.max_queue_bytes: 10 is too small"),
+        format!("{file}: pairing_url: missing"),
+    ] {
+        assert!(
+            lines.iter().any(|line| line.starts_with(&expected)),
+            "no line starts with {expected:?}: {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), 5, "one line per problem: {lines:#?}");
+}
+
+#[tokio::test]
+async fn check_config_lists_every_problem_of_an_interface_file() {
+    let env = TestEnv::new().await;
+    // Two problems at the top (a reserved name, no ownership) and two in a mapping (an
+    // unknown type, an unknown reliability).
+    std::fs::write(
+        env.path("interfaces/two-problems.json"),
+        r#"{"interface_name": "control", "version_major": 1, "version_minor": 0, "type": "datastream",
+            "mappings": [{"endpoint": "/a", "type": "integr", "reliability": "sometimes"}]}"#,
+    )
+    .unwrap();
+    let output = env.cli(&["check-config"]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    for needle in ["`control`", "`ownership`", "\"integr\"", "\"sometimes\""] {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("two-problems.json") && line.contains(needle)),
+            "{needle}: {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), 4, "one line per problem: {lines:#?}");
+}
+
+#[tokio::test]
+async fn check_config_shows_a_toml_syntax_error_with_its_lines() {
+    let env = TestEnv::new().await;
+    std::fs::write(
+        env.config_path(),
+        "realm = \"test\"\npairing_url = https://x\n",
+    )
+    .unwrap();
+    let output = env.cli(&["check-config"]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let file = env.config_path().display().to_string();
+    let mut lines = output.stderr.lines();
+    let first = lines.next().unwrap_or_default();
+    assert!(first.starts_with(&format!("{file}:2: ")), "{output:?}");
+    let snippet: Vec<&str> = lines.collect();
+    assert!(
+        snippet
+            .iter()
+            .any(|line| line.contains("pairing_url = https://x")),
+        "the source line is shown as it is: {snippet:#?}"
+    );
+}
+
+#[tokio::test]
+async fn check_config_counts_one_interface_in_the_singular() {
+    let env = TestEnv::new().await;
+    for entry in std::fs::read_dir(env.path("interfaces")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.ends_with("org.astarte-platform.test.DeviceDatastream.json") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let output = env.cli(&["check-config"]).await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stdout.ends_with(", 1 interface\n"), "{output:?}");
+}
+
+#[tokio::test]
 async fn check_config_checks_the_interfaces_even_when_the_file_does_not_parse() {
     let env = TestEnv::new().await;
     std::fs::write(env.path("interfaces/broken.json"), "{").unwrap();

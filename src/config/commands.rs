@@ -6,150 +6,159 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::ConfigError;
+use super::reader::{Findings, Reader};
 use crate::commands::{
     CommandSpec, CommandsOptions, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_SECONDS,
     MAX_OUTPUT_BYTES, compile_args_pattern, is_valid_name,
 };
 
-/// One `[commands.<name>]` table as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommandFile {
-    exec: Vec<String>,
-    args_pattern: Option<String>,
-    timeout_seconds: Option<u32>,
-    rerun_on_restart: Option<bool>,
-    max_output_bytes: Option<u64>,
-}
+/// The settings of `[commands]`; every other key of the section names a command table.
+const SETTINGS: [&str; 5] = [
+    "enabled",
+    "max_parallel",
+    "ledger_max_age_days",
+    "ledger_max_entries",
+    "handler_wait_seconds",
+];
 
-const SETTINGS: &str =
-    "enabled, max_parallel, ledger_max_age_days, ledger_max_entries, handler_wait_seconds";
-
-/// Validates `[commands]`, pushing one problem per bad key; `None` when there was any.
-pub(super) fn validate(
-    section: Option<&toml::Table>,
-    problems: &mut Vec<ConfigError>,
-) -> Option<CommandsOptions> {
+/// Reads `[commands]`, recording one problem per bad key; `None` when there was any.
+pub(super) fn read(section: Option<&toml::Table>, found: &mut Findings) -> Option<CommandsOptions> {
+    let before = found.problems.len();
+    let mut settings = Reader::named("commands".into(), section);
     let mut options = CommandsOptions::default();
-    let Some(section) = section else {
-        return Some(options);
-    };
-    let before = problems.len();
-    let mut problem = |key: &str, message: String| {
-        problems.push(ConfigError::Commands {
-            key: key.to_owned(),
-            message,
-        })
-    };
+    if let Some(enabled) = settings.optional("enabled", found) {
+        options.enabled = enabled;
+    }
+    if let Some(count) = at_least_one(&mut settings, "max_parallel", found) {
+        options.max_parallel = count as usize;
+    }
+    if let Some(days) = at_least_one(&mut settings, "ledger_max_age_days", found) {
+        options.ledger_max_age_days = days;
+    }
+    if let Some(entries) = at_least_one(&mut settings, "ledger_max_entries", found) {
+        options.ledger_max_entries = entries;
+    }
+    match settings.optional::<i64>("handler_wait_seconds", found) {
+        Some(seconds) if (0..=3600).contains(&seconds) => {
+            options.handler_wait = Duration::from_secs(seconds.unsigned_abs())
+        }
+        Some(_) => found.push(invalid(
+            settings.path("handler_wait_seconds"),
+            "expected a number of seconds from 0 to 3600",
+        )),
+        None => {}
+    }
+    // Lists the keys of a command table (`commands.<name>.exec`, ...) among the known ones.
+    let mut listing = Findings::default();
+    command("<name>", None, &mut listing);
+    found.asked.extend(listing.asked);
     let mut commands = BTreeMap::new();
-    for (key, value) in section {
-        match (key.as_str(), value) {
-            ("enabled", toml::Value::Boolean(enabled)) => options.enabled = *enabled,
-            ("enabled", _) => problem(key, "expected true or false".into()),
-            ("max_parallel", value) => match at_least_one(value) {
-                Ok(count) => options.max_parallel = count as usize,
-                Err(message) => problem(key, message),
-            },
-            ("ledger_max_age_days", value) => match at_least_one(value) {
-                Ok(days) => options.ledger_max_age_days = days,
-                Err(message) => problem(key, message),
-            },
-            ("handler_wait_seconds", toml::Value::Integer(seconds))
-                if (0..=3600).contains(seconds) =>
-            {
-                options.handler_wait = Duration::from_secs(*seconds as u64)
-            }
-            ("handler_wait_seconds", _) => {
-                problem(key, "expected a number of seconds from 0 to 3600".into())
-            }
-            ("ledger_max_entries", value) => match at_least_one(value) {
-                Ok(entries) => options.ledger_max_entries = entries,
-                Err(message) => problem(key, message),
-            },
-            (name, toml::Value::Table(table)) => match command(name, table) {
-                Ok(spec) => {
-                    commands.insert(name.to_owned(), Arc::new(spec));
+    for (name, value) in section.into_iter().flatten() {
+        if SETTINGS.contains(&name.as_str()) {
+            continue;
+        }
+        match value {
+            toml::Value::Table(table) => {
+                if let Some(spec) = command(name, Some(table), found) {
+                    commands.insert(name.clone(), Arc::new(spec));
                 }
-                Err((key, message)) => problem(&key, message),
-            },
-            (_, _) => problem(
-                key,
-                format!("unknown key: expected one of {SETTINGS}, or a [commands.<name>] table"),
-            ),
+            }
+            _ => found.push(ConfigError::UnknownKey {
+                key: settings.path(name),
+                expected: format!("{}, or a [commands.<name>] table", SETTINGS.join(", ")),
+            }),
         }
     }
     options.commands = commands;
-    (problems.len() == before).then_some(options)
+    (found.problems.len() == before).then_some(options)
 }
 
 /// A positive integer that fits 32 bits.
-fn at_least_one(value: &toml::Value) -> Result<u32, String> {
-    match value.as_integer().map(u32::try_from) {
-        Some(Ok(number)) if number >= 1 => Ok(number),
-        _ => Err("expected a whole number, at least 1".into()),
+fn at_least_one(settings: &mut Reader<'_>, key: &'static str, found: &mut Findings) -> Option<u32> {
+    let value: i64 = settings.optional(key, found)?;
+    match u32::try_from(value) {
+        Ok(number) if number >= 1 => Some(number),
+        _ => {
+            found.push(invalid(
+                settings.path(key),
+                "expected a whole number, at least 1",
+            ));
+            None
+        }
     }
 }
 
-/// One command table; an error names the key it is about.
-fn command(name: &str, table: &toml::Table) -> Result<CommandSpec, (String, String)> {
-    let key = |field: &str| format!("{name}.{field}");
-    if !is_valid_name(name) {
-        return Err((
-            name.to_owned(),
-            "a command name is 1-64 letters, digits, '_', '.' or '-'".into(),
+fn invalid(key: String, message: &str) -> ConfigError {
+    ConfigError::Commands {
+        key,
+        message: message.to_owned(),
+    }
+}
+
+/// One `[commands.<name>]` table; every problem names its key.
+fn command(name: &str, table: Option<&toml::Table>, found: &mut Findings) -> Option<CommandSpec> {
+    let before = found.problems.len();
+    let mut fields = Reader::named(format!("commands.{name}"), table);
+    if table.is_some() && !is_valid_name(name) {
+        found.push(invalid(
+            format!("commands.{name}"),
+            "a command name is 1-64 letters, digits, '_', '.' or '-'",
         ));
     }
-    let file: CommandFile = toml::Value::Table(table.clone())
-        .try_into()
-        .map_err(|error: toml::de::Error| (name.to_owned(), one_line(&error.to_string())))?;
-    match file.exec.first() {
-        None => return Err((key("exec"), "expected the program and its arguments, e.g. [\"/usr/bin/systemctl\", \"restart\", \"app\"]".into())),
-        Some(program) if !program.starts_with('/') => {
-            return Err((
-                key("exec"),
-                format!("the program must be an absolute path (no PATH lookup), got {program:?}"),
-            ));
-        }
-        Some(_) => {}
+    let exec: Option<Vec<String>> = fields.required("exec", found);
+    match exec.as_ref().map(|exec| exec.first()) {
+        Some(None) => found.push(invalid(fields.path("exec"), "expected the program and its arguments, e.g. [\"/usr/bin/systemctl\", \"restart\", \"app\"]")),
+        Some(Some(program)) if !program.starts_with('/') => found.push(invalid(
+            fields.path("exec"),
+            &format!("the program must be an absolute path (no PATH lookup), got {program:?}"),
+        )),
+        _ => {}
     }
-    if file.exec.iter().any(|arg| arg.contains('\0')) {
-        return Err((key("exec"), "an argument contains a NUL byte".into()));
+    if exec.iter().flatten().any(|arg| arg.contains('\0')) {
+        found.push(invalid(
+            fields.path("exec"),
+            "an argument contains a NUL byte",
+        ));
     }
-    let args_pattern = match &file.args_pattern {
-        Some(pattern) => Some(
-            compile_args_pattern(pattern)
-                .map_err(|error| (key("args_pattern"), one_line(&error.to_string())))?,
-        ),
-        None => None,
-    };
-    let timeout_seconds = file.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+    let pattern: Option<String> = fields.optional("args_pattern", found);
+    let args_pattern = pattern.and_then(|pattern| {
+        compile_args_pattern(&pattern)
+            .map_err(|error| {
+                let message = error.to_string().trim_end().replace('\n', " ");
+                found.push(invalid(fields.path("args_pattern"), &message));
+            })
+            .ok()
+    });
+    let timeout_seconds: u32 = fields
+        .optional("timeout_seconds", found)
+        .unwrap_or(DEFAULT_TIMEOUT_SECONDS);
     if timeout_seconds == 0 {
-        return Err((key("timeout_seconds"), "expected at least 1 second".into()));
+        found.push(invalid(
+            fields.path("timeout_seconds"),
+            "expected at least 1 second",
+        ));
     }
-    let max_output_bytes = match file.max_output_bytes {
+    let rerun_on_restart = fields.optional("rerun_on_restart", found).unwrap_or(false);
+    let max_output_bytes = match fields.optional::<u64>("max_output_bytes", found) {
         None => DEFAULT_MAX_OUTPUT_BYTES,
         Some(bytes) if bytes <= MAX_OUTPUT_BYTES as u64 => bytes as usize,
         Some(bytes) => {
-            return Err((
-                key("max_output_bytes"),
-                format!(
-                    "{bytes} is too large: at most {MAX_OUTPUT_BYTES}, so that stdout and stderr fit one result in Astarte's 65,535-byte message"
-                ),
-            ));
+            found.push(invalid(fields.path("max_output_bytes"), &format!(
+                "{bytes} is too large: at most {MAX_OUTPUT_BYTES}, so that stdout and stderr fit one result in Astarte's 65,535-byte message"
+            )));
+            0
         }
     };
-    Ok(CommandSpec {
-        exec: file.exec,
+    fields.finish(found);
+    if found.problems.len() != before || table.is_none() {
+        return None;
+    }
+    Some(CommandSpec {
+        exec: exec?,
         args_pattern,
         timeout: Duration::from_secs(timeout_seconds.into()),
-        rerun_on_restart: file.rerun_on_restart.unwrap_or(false),
+        rerun_on_restart,
         max_output_bytes,
     })
-}
-
-fn one_line(text: &str) -> String {
-    text.trim_end().replace('\n', " ")
 }

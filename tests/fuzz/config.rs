@@ -14,6 +14,9 @@ fn assert_typed(error: &ConfigError) {
     match error {
         ConfigError::Read { .. }
         | ConfigError::Syntax { .. }
+        | ConfigError::UnknownKey { .. }
+        | ConfigError::Missing { .. }
+        | ConfigError::WrongType { .. }
         | ConfigError::Realm(_)
         | ConfigError::DeviceId(_)
         | ConfigError::Namespace
