@@ -196,7 +196,7 @@ impl Walker<'_> {
                 "{origin} is read as a raw table, but there is no module `{section}` of src/config.rs that checks it"
             ));
         };
-        let settings = rust_source::matched_string_keys(&source.trees);
+        let settings = matched_string_keys(&source.trees);
         if settings.is_empty() {
             return Err(format!(
                 "{origin} is read as a raw table, but {} matches no string keys (`(\"key\", value) => ...`): update tests/docs/config_keys.rs",
@@ -218,6 +218,31 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// Every group `( "key", ... )` that is the pattern of a `match` arm (followed by `=>`, a
+/// guard `if`, or `|`) and starts with a string literal: the literals, in order.
+pub fn matched_string_keys(trees: &[Tree]) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (i, tree) in trees.iter().enumerate() {
+        let Tree::Group(delimiter, inner) = tree else {
+            continue;
+        };
+        let arm = match (trees.get(i + 1), trees.get(i + 2)) {
+            (Some(Tree::Punct('=')), Some(Tree::Punct('>'))) => true,
+            (Some(Tree::Ident(word)), _) => word == "if",
+            (Some(Tree::Punct('|')), _) => true,
+            _ => false,
+        };
+        if *delimiter == '('
+            && arm
+            && let [Tree::Str(key), Tree::Punct(','), ..] = inner.as_slice()
+        {
+            keys.push(key.clone());
+        }
+        keys.extend(matched_string_keys(inner));
+    }
+    keys
 }
 
 /// `realm` at the root, `[dbus] bus` in a table, `[commands.<name>] exec` in a named table.
@@ -286,4 +311,88 @@ fn renamed(field: &str, rule: Option<&str>) -> String {
         Some("SCREAMING-KEBAB-CASE") => field.replace('_', "-").to_uppercase(),
         _ => field.to_owned(),
     }
+}
+
+#[test]
+fn the_config_key_extractor_follows_serde_attributes_and_ignores_comments() {
+    let source = r##"
+        /// A doc comment with a brace { and a fake field: `fake: u8,`
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub(crate) struct File {
+            plain_key: Option<String>, // trailing comment }
+            #[serde(rename = "renamed")]
+            pub was_named: u32,
+            #[serde(skip)]
+            internal: Vec<u8>,
+            /* a block /* nested */ comment */
+            #[serde(default)]
+            inner: Inner,
+            things: std::collections::BTreeMap<String, Inner>,
+            #[serde(flatten)]
+            more: Flat,
+            text: &'static str,
+            quote: char,
+        }
+        #[derive(Deserialize)]
+        struct Inner { #[serde(rename(serialize = "s", deserialize = "d"))] value: bool }
+        #[derive(Deserialize)]
+        struct Flat { r#type: String }
+        fn check(key: &str) { match (key, 1) { ("looks_like_a_key", _) => {} _ => {} } let _ = '"'; }
+        #[cfg(test)]
+        mod tests { #[derive(Deserialize)] struct Test { hidden: u8 } }
+    "##;
+    let items = rust_source::items(&rust_source::parse(source));
+    let names: Vec<(&str, Vec<&str>)> = items
+        .iter()
+        .filter(|item| item.derives("Deserialize"))
+        .map(|item| {
+            (
+                item.name.as_str(),
+                item.members.iter().map(|m| m.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                "File",
+                vec![
+                    "plain_key",
+                    "was_named",
+                    "internal",
+                    "inner",
+                    "things",
+                    "more",
+                    "text",
+                    "quote"
+                ]
+            ),
+            ("Inner", vec!["value"]),
+            ("Flat", vec!["type"]),
+        ]
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir(dir.path().join("src")).expect("src/");
+    std::fs::write(dir.path().join("src/config.rs"), source).expect("src/config.rs");
+    let keys: Vec<String> = config_keys(dir.path())
+        .expect("keys")
+        .into_iter()
+        .map(|key| key.name)
+        .collect();
+    let expected = [
+        "[inner] d",
+        "[things.<name>] d",
+        "plain-key",
+        "quote",
+        "renamed",
+        "text",
+        "type",
+    ];
+    assert_eq!(keys, expected);
+    assert_eq!(
+        matched_string_keys(&rust_source::parse(source)),
+        ["looks_like_a_key"]
+    );
 }

@@ -292,3 +292,38 @@ pub fn section<'a>(text: &'a str, needle: &str) -> Option<Vec<&'a str>> {
             .collect(),
     )
 }
+
+#[test]
+fn anchors_follow_githubs_heading_slugs() {
+    let text = "# Title\n\n## Interface `org.astarte_platform.Agent1.Device`\n\n\
+        ### Properties (read-only)\n\n### 1. Prepare the realm (on your workstation, with astartectl)\n\n\
+        ## Errors ##\n\n## Errors\n\n## A [linked](x.md) heading\n\n```sh\n# not a heading\n```\n";
+    let expected = [
+        "title",
+        "interface-orgastarte_platformagent1device",
+        "properties-read-only",
+        "1-prepare-the-realm-on-your-workstation-with-astartectl",
+        "errors",
+        "errors-1",
+        "a-linked-heading",
+    ];
+    let anchors = anchors(text);
+    assert_eq!(anchors, expected.iter().map(|s| s.to_string()).collect());
+}
+
+#[test]
+fn links_in_code_are_not_checked_and_links_in_prose_are() {
+    let text = "See [a](a.md) and `[b](b.md)`.\n\n```text\n[c](c.md)\n```\n\n[d]: d.md#x\n\
+        A link split over\nlines [e\nf](e.md#y \"title\") and <https://example.org>.\n";
+    let targets: Vec<(usize, String)> = links(text)
+        .into_iter()
+        .map(|link| (link.line, link.target))
+        .collect();
+    let expected = [(1, "a.md"), (10, "e.md#y"), (7, "d.md#x")];
+    assert_eq!(
+        targets,
+        expected
+            .map(|(line, target)| (line, target.to_owned()))
+            .to_vec()
+    );
+}

@@ -399,31 +399,6 @@ pub fn type_names(ty: &[Tree]) -> Vec<String> {
     names
 }
 
-/// Every group `( "key", ... )` that is the pattern of a `match` arm (followed by `=>`, a
-/// guard `if`, or `|`) and starts with a string literal: the literals, in order.
-pub fn matched_string_keys(trees: &[Tree]) -> Vec<String> {
-    let mut keys = Vec::new();
-    for (i, tree) in trees.iter().enumerate() {
-        let Tree::Group(delimiter, inner) = tree else {
-            continue;
-        };
-        let arm = match (trees.get(i + 1), trees.get(i + 2)) {
-            (Some(Tree::Punct('=')), Some(Tree::Punct('>'))) => true,
-            (Some(Tree::Ident(word)), _) => word == "if",
-            (Some(Tree::Punct('|')), _) => true,
-            _ => false,
-        };
-        if *delimiter == '('
-            && arm
-            && let [Tree::Str(key), Tree::Punct(','), ..] = inner.as_slice()
-        {
-            keys.push(key.clone());
-        }
-        keys.extend(matched_string_keys(inner));
-    }
-    keys
-}
-
 /// The modules a file declares as files (`mod name;`), except `#[cfg(test)]` ones.
 pub fn file_modules(trees: &[Tree]) -> Vec<String> {
     let mut modules = Vec::new();
