@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Names are part of the D-Bus API (documented in README).
+/// Names are part of the D-Bus API (documented in docs/dbus-api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentState {
     /// Loading configuration and interfaces.

@@ -1,7 +1,7 @@
 //! Abuse of the local D-Bus API: floods of random calls, callers that leave before the reply,
 //! 64 MiB messages, floods of huge interface documents. After each, a second, well-behaved
 //! client is still answered, the agent still runs, and its memory stays within the bounds the
-//! documented limits imply (README, "Local API limits").
+//! documented limits imply (docs/dbus-api.md, "Local API limits").
 
 mod common;
 

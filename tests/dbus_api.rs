@@ -570,7 +570,7 @@ async fn introspection_xml_in_the_repository_matches_the_running_service() {
         assert_eq!(
             block(&file, name),
             block(&live, name),
-            "update dbus/org.astarte_platform.Agent1.xml (and README) to match the service"
+            "update dbus/org.astarte_platform.Agent1.xml (and docs/dbus-api.md) to match the service"
         );
     }
 }

@@ -5,7 +5,7 @@
 //! refuses with a typed error. `FUZZ_MINUTES=m` runs every target for m minutes instead of
 //! the fixed CI case count; `FUZZ_SEED` (default: a fixed seed, so CI makes the same cases
 //! every run) and `FUZZ_CASE` replay a run (a case). See
-//! `scripts/fuzz` and README, "Fuzzing".
+//! `scripts/fuzz` and docs/reliability.md, "Fuzzing".
 
 #[path = "fuzz/config.rs"]
 mod config;

@@ -7,7 +7,7 @@
 //! `SOAK_MINUTES` (default 2) of faults, after a 20 s warm-up and before a 45 s quiet tail;
 //! `SOAK_SEED` (default 14) draws the fault order and gaps and the clients' streams;
 //! `SOAK_AGENT` names the agent binary (default the debug build). `scripts/soak` runs it
-//! against the release build. See README, "Fault soak".
+//! against the release build. See docs/reliability.md, "Fault soak".
 
 #[path = "soak/agent.rs"]
 mod agent;

@@ -3,7 +3,7 @@
 use crate::api::ApiError;
 use crate::data::dbus::ConversionError;
 
-/// Error names are part of the D-Bus API (documented in README).
+/// Error names are part of the D-Bus API (documented in docs/dbus-api.md).
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "org.astarte_platform.Agent1.Error")]
 pub enum AgentError {
@@ -39,7 +39,7 @@ pub enum AgentError {
     InvalidInterface(String),
     /// `RemoveInterface` of an interface loaded from `interfaces_dir`.
     InterfaceNotRemovable(String),
-    /// A documented limit of the local API was reached (README, "Local API limits").
+    /// A documented limit of the local API was reached (docs/dbus-api.md, "Local API limits").
     LimitExceeded(String),
     /// `Register` was given something that is not a Pairing agent JWT.
     InvalidToken(String),

@@ -217,7 +217,7 @@ impl DeviceService {
         self.realm.clone()
     }
 
-    /// One of the documented state names (README, "States").
+    /// One of the documented state names (docs/dbus-api.md, "States").
     #[zbus(property)]
     async fn state(&self) -> String {
         self.state.borrow().as_str().to_owned()

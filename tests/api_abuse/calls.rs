@@ -12,7 +12,7 @@ use crate::common::{
 pub const COMMANDS_INTERFACE: &str = "org.astarte_platform.Agent1.Commands";
 const ERROR: &str = "org.astarte_platform.Agent1.Error.";
 /// What the agent answers today when the body does not have the method's signature: zbus's
-/// generic error, not one of ours (a known gap, see README "Local API limits").
+/// generic error, not one of ours (a known gap, see docs/dbus-api.md, "Local API limits").
 pub const BAD_SIGNATURE: &str = "org.freedesktop.zbus.Error";
 
 /// A small deterministic generator (xorshift64*), seeded per run and printed.
@@ -298,7 +298,7 @@ pub fn random_call(rng: &mut Rng) -> (Call, Expect) {
     }
 }
 
-/// The documented rule for `Register` (README, errors: `InvalidToken`), written out again
+/// The documented rule for `Register` (docs/dbus-api.md, errors: `InvalidToken`), written out again
 /// independently of the agent: after trimming, three dot-separated parts, each non-empty
 /// base64url text.
 fn jwt_shaped(token: &str) -> bool {

@@ -64,7 +64,7 @@ pub fn stored_delivery(name: &str, stream: &Stream, observed: &[i32]) -> Row {
 }
 
 /// Every command has a final result and ran exactly once; `interrupted` (the agent stopped
-/// while it ran, README "Remote commands") ran at most once, and only where the agent was
+/// while it ran, docs/commands.md) ran at most once, and only where the agent was
 /// stopped between its request and that result.
 pub fn commands(
     stats: &CommandStats,

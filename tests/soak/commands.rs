@@ -1,6 +1,6 @@
 //! Astarte's side: the collector (an observer that records everything the device publishes)
 //! and the remote-commands client, which publishes requests as the cloud would and sends a
-//! request again when no final result came back for a while (the README's advice after a
+//! request again when no final result came back for a while (docs/commands.md's advice after a
 //! crash: its id makes that safe).
 
 use std::collections::BTreeMap;
