@@ -4,6 +4,7 @@ pub mod api;
 pub mod backoff;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connection;

@@ -69,7 +69,8 @@ impl<S: Subscriber> Layer<S> for LastProblem {
         };
         *LAST_PROBLEM
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((crate::api::now_ms(), text));
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((crate::clock::now_ms(), text));
     }
 }
 

@@ -244,7 +244,7 @@ async fn status_tells_connected_degraded_and_not_running_apart() {
         report["broker"],
         format!("localhost:{}", env.sandbox.broker_port())
     );
-    assert!(report["certificate_expiry_ms"].as_i64().unwrap() > astarte_agent::api::now_ms());
+    assert!(report["certificate_expiry_ms"].as_i64().unwrap() > astarte_agent::clock::now_ms());
     assert!(report["store_bytes"].as_u64().unwrap() > 0);
     assert_eq!(report["interfaces"].as_array().unwrap().len(), 7);
     assert_eq!(

@@ -182,7 +182,10 @@ fn every_config_key_is_documented_in_the_configuration_reference() {
     let all = astarte_agent::config::Config::keys();
     let keys: Vec<String> = all
         .iter()
-        .filter(|key| !all.iter().any(|other| other.starts_with(&format!("{key}."))))
+        .filter(|key| {
+            !all.iter()
+                .any(|other| other.starts_with(&format!("{key}.")))
+        })
         .map(|key| as_table_row(key))
         .collect();
     let reference = read(CONFIGURATION);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub use error::ApiError;
 pub use target::{ObjectTarget, Target};
 
+use crate::clock::now_ms;
 use crate::data::{AstarteValue, payload};
 use crate::interface::runtime::LiveRegistry;
 use crate::interface::{Interface, InterfaceType, Mapping, Registry, Retention};
@@ -289,13 +290,6 @@ fn resolve_timestamp(
             endpoint: mapping.endpoint.to_string(),
         }),
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Values reach the API converted to a type (and checked against Astarte's limits) by the

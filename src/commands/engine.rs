@@ -21,7 +21,7 @@ use super::options::{CommandSpec, CommandsOptions};
 use super::request::CommandRequest;
 use super::result::{CommandResult, Status};
 use super::sink::ResultSink;
-use crate::api::now_ms;
+use crate::clock::now_ms;
 use crate::error_chain::error_chain;
 use crate::store::{Inserted, LedgerEntry, NewCommand, Store};
 use crate::transport::receive::ServerEvent;

@@ -12,7 +12,7 @@ use super::exec::text_of;
 use super::options::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_SECONDS, is_valid_name};
 use super::result::{CommandResult, Status};
 use super::sink::ResultSink;
-use crate::api::now_ms;
+use crate::clock::now_ms;
 
 /// Most command names one app (one bus connection) may handle.
 pub const MAX_HANDLERS_PER_APP: usize = 32;

@@ -11,7 +11,7 @@ use super::exec::{self, Execution, Exit};
 use super::options::CommandSpec;
 use super::result::{CommandResult, NO_EXIT_CODE, Status};
 use super::sink::ResultSink;
-use crate::api::now_ms;
+use crate::clock::now_ms;
 use crate::error_chain::error_chain;
 
 impl<S: ResultSink> Engine<S> {

@@ -3,7 +3,7 @@
 use super::engine::{Engine, Pending};
 use super::result::{CommandResult, Status};
 use super::sink::ResultSink;
-use crate::api::now_ms;
+use crate::clock::now_ms;
 use crate::error_chain::error_chain;
 
 impl<S: ResultSink> Engine<S> {

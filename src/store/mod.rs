@@ -329,7 +329,7 @@ impl Store {
         self.send(Request::Load {
             from,
             limit,
-            now_ms: crate::api::now_ms(),
+            now_ms: crate::clock::now_ms(),
             reply,
         })?;
         answer.await.map_err(|_| StoreError::Stopped)?

@@ -83,7 +83,7 @@ pub(super) fn apply(
                     "INSERT INTO dead_letters (seq, interface, major, path, payload, qos, failed_at_ms)
                      SELECT seq, interface, major, path, payload, qos, ?2 FROM queue WHERE seq = ?1",
                 )?
-                .execute(params![*seq as i64, crate::api::now_ms()])?;
+                .execute(params![*seq as i64, crate::clock::now_ms()])?;
             if moved > 0 {
                 remove_queued(transaction, *seq, delta)?;
             }

@@ -7,7 +7,7 @@ use rumqttc::QoS;
 use super::handshake::Step;
 use super::session::{MAX_OUTSTANDING, Session};
 use super::tracker::{Completed, Tag};
-use crate::api::now_ms;
+use crate::clock::now_ms;
 use crate::interface::Registry;
 use crate::queue::{Message, REFILL_ROWS};
 use crate::state::AgentState;

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::api::now_ms;
+use crate::clock::now_ms;
 use crate::data::{AstarteValue, payload, purge};
 use crate::interface::registry::Registry;
 use crate::interface::{Aggregation, Interface, InterfaceType, Mapping, Ownership};

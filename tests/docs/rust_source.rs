@@ -206,8 +206,6 @@ impl Attribute {
 pub struct Member {
     pub attributes: Vec<Attribute>,
     pub name: String,
-    /// The field's type; empty for variants.
-    pub ty: Vec<Tree>,
 }
 
 /// A struct with named fields, or an enum.
@@ -343,18 +341,12 @@ fn members(body: &[Tree], variants: bool) -> Vec<Member> {
             let Some(Tree::Ident(name)) = tokens.get(i) else {
                 return None;
             };
-            let ty = if variants {
-                Vec::new()
-            } else {
-                match tokens.get(i + 1) {
-                    Some(Tree::Punct(':')) => tokens[i + 2..].to_vec(),
-                    _ => return None,
-                }
-            };
+            if !variants && tokens.get(i + 1) != Some(&Tree::Punct(':')) {
+                return None;
+            }
             Some(Member {
                 attributes,
                 name: name.clone(),
-                ty,
             })
         })
         .collect()
@@ -384,49 +376,4 @@ pub fn split(tokens: &[Tree], separator: char) -> Vec<Vec<Tree>> {
     }
     parts.retain(|part| !part.is_empty());
     parts
-}
-
-/// Every identifier of a type, in order (`Option<toml::Table>`: `Option`, `toml`, `Table`).
-pub fn type_names(ty: &[Tree]) -> Vec<String> {
-    let mut names = Vec::new();
-    for token in ty {
-        match token {
-            Tree::Ident(name) => names.push(name.clone()),
-            Tree::Group(_, inner) => names.extend(type_names(inner)),
-            _ => {}
-        }
-    }
-    names
-}
-
-/// The modules a file declares as files (`mod name;`), except `#[cfg(test)]` ones.
-pub fn file_modules(trees: &[Tree]) -> Vec<String> {
-    let mut modules = Vec::new();
-    let mut test_only = false;
-    for (i, tree) in trees.iter().enumerate() {
-        match tree {
-            Tree::Group('[', inner) if i > 0 && trees[i - 1] == Tree::Punct('#') => {
-                let attribute = attribute(inner);
-                test_only |= attribute.name == "cfg"
-                    && attribute
-                        .items()
-                        .iter()
-                        .any(|item| item == &[ident("test")]);
-            }
-            Tree::Punct('#') | Tree::Punct('!') => {}
-            Tree::Ident(word) if word == "pub" => {}
-            Tree::Group('(', _) if i > 0 && trees[i - 1] == ident("pub") => {}
-            Tree::Ident(word) if word == "mod" => {
-                if let (Some(Tree::Ident(name)), Some(Tree::Punct(';'))) =
-                    (trees.get(i + 1), trees.get(i + 2))
-                    && !test_only
-                {
-                    modules.push(name.clone());
-                }
-                test_only = false;
-            }
-            _ => test_only = false,
-        }
-    }
-    modules
 }
