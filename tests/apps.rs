@@ -187,7 +187,11 @@ async fn run_example(program: &Path, args: &[&str], commands: &str) -> Vec<Strin
         app.report(&agent)
     );
     assert_eq!(result.get_i32("exitCode").ok(), Some(0), "{result}");
-    assert_eq!(result.get_str("stdout").ok(), Some("hello world\n"), "{result}");
+    assert_eq!(
+        result.get_str("stdout").ok(),
+        Some("hello world\n"),
+        "{result}"
+    );
 
     let status = app.wait_for_exit(&agent).await;
     assert!(status.success(), "{status}; {}", app.report(&agent));
@@ -195,6 +199,10 @@ async fn run_example(program: &Path, args: &[&str], commands: &str) -> Vec<Strin
         app.printed.push(line);
     }
     app.printed.clone()
+}
+
+fn assert_printed(printed: &[String], expected: &str) {
+    assert!(printed.iter().any(|line| line == expected), "{printed:?}");
 }
 
 #[tokio::test]
@@ -206,7 +214,7 @@ async fn the_python_example_sends_sets_receives_and_completes_a_command() {
     let script = example("apps/python/astarte_app.py");
     let script = script.to_str().unwrap();
     let printed = run_example(Path::new(python), &[script], "").await;
-    assert!(printed.iter().any(|line| line == "CommandRequested app-1 hello world"));
+    assert_printed(&printed, "CommandRequested app-1 hello world");
 }
 
 #[tokio::test]
@@ -235,7 +243,7 @@ async fn the_c_example_builds_with_sd_bus_sends_sets_receives_and_completes_a_co
         String::from_utf8_lossy(&built.stderr)
     );
     let printed = run_example(&binary, &[], "").await;
-    assert!(printed.iter().any(|line| line == "CommandRequested app-1 hello world"));
+    assert_printed(&printed, "CommandRequested app-1 hello world");
 }
 
 #[tokio::test]
@@ -288,5 +296,5 @@ async fn build_rust_example() -> PathBuf {
 async fn the_rust_example_sends_sets_receives_and_completes_a_command() {
     let binary = build_rust_example().await;
     let printed = run_example(&binary, &[], "").await;
-    assert!(printed.iter().any(|line| line == "CommandRequested app-1 hello world"));
+    assert_printed(&printed, "CommandRequested app-1 hello world");
 }

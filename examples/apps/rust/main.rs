@@ -12,7 +12,8 @@ use astarte_agent::dbus::client::{CommandsProxy, DeviceProxy};
 use futures_util::StreamExt;
 use zbus::zvariant::Value;
 
-const EXAMPLE: &str = "org.astarte-platform.agent.example";
+const TELEMETRY: &str = "org.astarte-platform.agent.example.Telemetry";
+const DEVICE_CONFIG: &str = "org.astarte-platform.agent.example.DeviceConfig";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> zbus::Result<()> {
@@ -26,10 +27,12 @@ async fn main() -> zbus::Result<()> {
     let mut requests = commands.receive_command_requested().await?;
     commands.register_handler("hello").await?;
 
-    let telemetry = format!("{EXAMPLE}.Telemetry");
-    device.send(&telemetry, "/room1/double", &Value::F64(21.5)).await?;
-    let config = format!("{EXAMPLE}.DeviceConfig");
-    device.set_property(&config, "/name", &"kitchen".into()).await?;
+    let temperature = Value::F64(21.5);
+    device
+        .send(TELEMETRY, "/room1/double", &temperature)
+        .await?;
+    let name = Value::from("kitchen");
+    device.set_property(DEVICE_CONFIG, "/name", &name).await?;
     println!("ready");
 
     loop {
