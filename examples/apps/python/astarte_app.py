@@ -6,9 +6,9 @@ the remote command "hello" (RegisterHandler, then CommandRequested -> Complete).
 "ready" once it listens, and exits after completing one command (a real app keeps running).
 
 Library: python3-dbus with PyGObject's GLib main loop (Debian: python3-dbus, python3-gi).
-Debian and Yocto (oe-core's python3-dbus and python3-pygobject) ship both, so nothing comes
-from pip on the device; dbus-fast, for one, is on PyPI only. /usr/bin/python3 is the
-interpreter those packages install for.
+Every Debian release and Yocto's oe-core itself (python3-dbus, python3-pygobject) ship both:
+no pip and no extra layer on the device. They are installed for the distribution's
+interpreter, /usr/bin/python3, not for a pyenv or virtualenv python3.
 
 Bus: the system bus; DBUS_SYSTEM_BUS_ADDRESS points it elsewhere (a test's private bus).
 """
