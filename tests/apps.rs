@@ -29,8 +29,8 @@ fn example(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// Fails the test, naming the Debian package, unless `program args` runs and succeeds.
-fn require(program: &str, args: &[&str], package: &str) {
+/// Fails the test, naming the Debian packages, unless `program args` runs and succeeds.
+fn require(program: &str, args: &[&str], packages: &str) {
     let ran = std::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -39,7 +39,7 @@ fn require(program: &str, args: &[&str], package: &str) {
         .status();
     assert!(
         ran.is_ok_and(|status| status.success()),
-        "`{program} {}` failed: install the Debian package {package} (scripts/install-deps does)",
+        "`{program} {}` failed: apt-get install {packages} (scripts/install-deps does)",
         args.join(" ")
     );
 }
@@ -210,7 +210,7 @@ async fn the_python_example_sends_sets_receives_and_completes_a_command() {
     // Debian's python3-dbus and python3-gi are for /usr/bin/python3, whatever is in PATH.
     let python = "/usr/bin/python3";
     let check = "import dbus.mainloop.glib; from gi.repository import GLib";
-    require(python, &["-c", check], "python3-dbus and python3-gi");
+    require(python, &["-c", check], "python3-dbus python3-gi");
     let script = example("apps/python/astarte_app.py");
     let script = script.to_str().unwrap();
     let printed = run_example(Path::new(python), &[script], "").await;
