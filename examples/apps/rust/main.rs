@@ -27,10 +27,8 @@ async fn main() -> zbus::Result<()> {
     let mut requests = commands.receive_command_requested().await?;
     commands.register_handler("hello").await?;
 
-    let temperature = Value::F64(21.5);
-    device
-        .send(TELEMETRY, "/room1/double", &temperature)
-        .await?;
+    let value = Value::F64(21.5);
+    device.send(TELEMETRY, "/room1/double", &value).await?;
     let name = Value::from("kitchen");
     device.set_property(DEVICE_CONFIG, "/name", &name).await?;
     println!("ready");
@@ -50,6 +48,7 @@ async fn main() -> zbus::Result<()> {
                 commands.complete(&request.id, 0, &stdout, "").await?;
                 return Ok(());
             }
+            else => return Err(zbus::Error::Failure("the bus connection closed".into())),
         }
     }
 }

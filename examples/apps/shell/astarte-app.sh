@@ -5,14 +5,14 @@
 #   astarte-app.sh             sends a datastream value, sets a property and prints every
 #                              DataReceived signal; it prints "ready" once it listens, and
 #                              exits when a remote command has finished (CommandFinished).
-#   astarte-app.sh hello ARG…  the remote command "hello", run by the agent itself:
+#   astarte-app.sh hello ARGS  the remote command "hello", run by the agent itself:
 #                              [commands.hello] exec = ["/path/to/astarte-app.sh", "hello"]
 #
 # Why not RegisterHandler: the agent sends a command to the bus connection that registered
 # for it, accepts Complete only from that connection, and forgets it when it closes; busctl,
 # gdbus and dbus-send open a new connection for each call. A script is a configured command.
 #
-# Bus: the system bus; DBUS_SYSTEM_BUS_ADDRESS points it elsewhere (a test's private bus).
+# Bus: the system bus; DBUS_SYSTEM_BUS_ADDRESS points busctl and dbus-monitor elsewhere.
 set -eu
 
 if [ "${1:-}" = hello ]; then # run by the agent: stdout and the exit code are the result
