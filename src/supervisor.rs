@@ -27,11 +27,11 @@ use crate::properties::PropertyStore;
 use crate::provisioning::Provisioner;
 use crate::provisioning::Tokens;
 use crate::queue::Queue;
+use crate::router::{Router, ServerEvents};
 use crate::state::{AgentState, StateRx};
 use crate::store::Store;
-use crate::transport::router::{Router, ServerEvents};
+use crate::topic::Topics;
 use crate::transport::session::SessionContext;
-use crate::transport::topic::Topics;
 use crate::{credentials::CredentialStore, tls};
 
 /// How long stopping may take before remaining tasks are abandoned.
@@ -301,8 +301,8 @@ async fn serve(
 struct RemoteCommands {
     handle: CommandsHandle,
     inputs: mpsc::Receiver<Input>,
-    route: crate::transport::router::Route,
-    routed: mpsc::Receiver<crate::transport::router::Routed>,
+    route: crate::router::Route,
+    routed: mpsc::Receiver<crate::router::Routed>,
 }
 
 impl RemoteCommands {

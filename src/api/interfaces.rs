@@ -12,7 +12,7 @@ use super::{ApiError, DeviceApi};
 use crate::interface::runtime::{self, MAX_RUNTIME_INTERFACES};
 use crate::interface::{Interface, Registry};
 use crate::store::StoreError;
-use crate::transport::topic::{MAX_REMAINING_LENGTH, remaining_length};
+use crate::topic::{MAX_REMAINING_LENGTH, remaining_length};
 
 /// What `AddInterface` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use crate::interface::{Interface, InterfaceType, Mapping, Registry, Retention};
 use crate::properties::PropertyStore;
 use crate::queue::{Message, Queue};
 use crate::store::Store;
-use crate::transport::topic::{MAX_REMAINING_LENGTH, Topics, remaining_length};
+use crate::topic::{MAX_REMAINING_LENGTH, Topics, remaining_length};
 
 /// The shared pieces a request touches.
 pub struct DeviceApi {

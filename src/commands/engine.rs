@@ -23,9 +23,9 @@ use super::result::{CommandResult, Status};
 use super::sink::ResultSink;
 use crate::clock::now_ms;
 use crate::error_chain::error_chain;
+use crate::router::Routed;
+use crate::router::ServerEvent;
 use crate::store::{Inserted, LedgerEntry, NewCommand, Store};
-use crate::transport::receive::ServerEvent;
-use crate::transport::router::Routed;
 
 /// How often finished commands are pruned from the ledger (also once at start-up).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);

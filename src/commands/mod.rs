@@ -42,8 +42,8 @@ pub use result::{
 pub use sink::{DeviceApiSink, PublishError, ResultSink};
 
 use crate::interface::{Interface, InterfaceError};
+use crate::router::{Route, Routed};
 use crate::store::{LedgerEntry, StoreError};
-use crate::transport::router::{Route, Routed};
 
 /// Server-owned: requests arrive here.
 pub const REQUESTS_INTERFACE: &str = "org.astarte-platform.agent.Commands";

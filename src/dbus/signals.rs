@@ -14,8 +14,8 @@ use crate::api::DeviceApi;
 use crate::data::dbus::to_variant;
 use crate::dbus::OBJECT_PATH;
 use crate::dbus::service::DeviceService;
+use crate::router::ServerEvent;
 use crate::state::StateRx;
-use crate::transport::receive::ServerEvent;
 
 /// How often `QueuedMessages` is compared with its last signalled value.
 const QUEUED_MESSAGES_INTERVAL: Duration = Duration::from_secs(1);

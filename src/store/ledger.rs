@@ -11,8 +11,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use tokio::sync::oneshot;
 
+use super::{CommandResult, Status};
 use super::{Request, Store, StoreError};
-use crate::commands::{CommandResult, Status};
 
 /// A command as it enters the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,7 @@
 //! and becomes durable with the next fsync; losing it on a power cut only means a message
 //! is sent again or a server property is re-sent by Astarte.
 
+mod command_row;
 pub mod ledger;
 mod legacy;
 mod ops;
@@ -35,6 +36,7 @@ use tokio::sync::oneshot;
 
 use crate::interface::Ownership;
 
+pub use command_row::{CommandResult, NO_EXIT_CODE, Status};
 pub use ledger::{Inserted, LedgerEntry, NewCommand};
 pub use schema::{DATABASE_FILE, SCHEMA_VERSION};
 

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use crate::data::{payload, purge};
 use crate::interface::registry::Registry;
 use crate::properties::PropertyStore;
-use crate::transport::topic::Topics;
+use crate::topic::Topics;
 
 /// One step of the handshake, fed to rumqttc in order.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,5 @@ pub mod handshake;
 mod poison;
 pub mod receive;
 pub mod resume;
-pub mod router;
 pub mod session;
-pub mod topic;
 pub mod tracker;

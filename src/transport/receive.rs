@@ -6,32 +6,12 @@
 use std::collections::HashSet;
 
 use crate::clock::now_ms;
-use crate::data::{AstarteValue, payload, purge};
+use crate::data::{payload, purge};
 use crate::interface::registry::Registry;
 use crate::interface::{Aggregation, Interface, InterfaceType, Mapping, Ownership};
 use crate::properties::PropertyStore;
-use crate::transport::topic::{IncomingTopic, Topics};
-
-/// Something the server told the device, for the D-Bus signals.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServerEvent {
-    /// An individual datastream value or a property set.
-    Value {
-        interface: String,
-        path: String,
-        value: AstarteValue,
-        timestamp_ms: i64,
-    },
-    /// An object of an object-aggregated datastream.
-    Object {
-        interface: String,
-        path: String,
-        values: Vec<(String, AstarteValue)>,
-        timestamp_ms: i64,
-    },
-    /// A server-owned property was unset (explicitly, or by the consumer purge list).
-    Unset { interface: String, path: String },
-}
+use crate::router::ServerEvent;
+use crate::topic::{IncomingTopic, Topics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {

@@ -24,15 +24,15 @@ use crate::interface::registry::Registry;
 use crate::interface::runtime::LiveRegistry;
 use crate::properties::PropertyStore;
 use crate::queue::Queue;
+use crate::router::{Disposition, Router};
 use crate::state::{AgentState, StateTx};
 use crate::store::Store;
+use crate::topic::Topics;
 use crate::transport::driver::{self, DriverEvent, Link, LostReason};
 use crate::transport::handshake::{self, Step};
 use crate::transport::poison::Suspect;
 use crate::transport::receive;
 use crate::transport::resume::ResumeRecord;
-use crate::transport::router::{Disposition, Router};
-use crate::transport::topic::Topics;
 use crate::transport::tracker::Tracker;
 
 /// Requests handed to rumqttc and not yet acknowledged, at most. Below Astarte's in-flight

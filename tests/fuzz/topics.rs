@@ -2,7 +2,7 @@
 //! into its interface and path; any other string parses to nothing or to a split that
 //! rebuilds the exact topic, and never panics (multi-byte characters included).
 
-use astarte_agent::transport::topic::{IncomingTopic, Topics};
+use astarte_agent::topic::{IncomingTopic, Topics};
 use fastrand::Rng;
 
 use crate::{driver, mutate};

@@ -72,7 +72,7 @@ pub(super) fn request(id: &str, command: &str, args: &[&str]) -> CommandRequest 
 pub(super) struct Harness {
     pub handle: CommandsHandle,
     /// What the router would use.
-    pub route: crate::transport::router::Route,
+    pub route: crate::router::Route,
     pub results: mpsc::UnboundedReceiver<CommandResult>,
     pub handler_requests: mpsc::UnboundedReceiver<HandlerRequest>,
     pub store: Store,

@@ -2,7 +2,7 @@ use rstest::rstest;
 
 use super::*;
 use crate::data::{AstarteValue, decode_object};
-use crate::transport::topic::{MAX_REMAINING_LENGTH, Topics, remaining_length};
+use crate::topic::{MAX_REMAINING_LENGTH, Topics, remaining_length};
 
 fn result(stdout: String, stderr: String) -> CommandResult {
     CommandResult {

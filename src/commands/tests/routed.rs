@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::data::AstarteValue;
-use crate::transport::receive::ServerEvent;
-use crate::transport::router::{Disposition, Router, ServerEvents};
+use crate::router::ServerEvent;
+use crate::router::{Disposition, Router, ServerEvents};
 
 fn request_object(id: Option<&str>, command: &str) -> ServerEvent {
     let mut values = vec![("command".to_owned(), AstarteValue::String(command.into()))];

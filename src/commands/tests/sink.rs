@@ -9,7 +9,7 @@ use crate::interface::registry::Registry;
 use crate::interface::runtime::LiveRegistry;
 use crate::properties::PropertyStore;
 use crate::queue::Queue;
-use crate::transport::topic::Topics;
+use crate::topic::Topics;
 
 #[tokio::test]
 async fn a_result_is_queued_on_disk_as_a_unique_object_on_result() {

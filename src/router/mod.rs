@@ -1,5 +1,7 @@
-//! Hands each message from Astarte to the feature that owns its interface: remote commands get
+//! The typed inbound router, between the transport and the consumers of server data: hands
+//! each message from Astarte to the feature that owns its interface. Remote commands get
 //! theirs through a [`Route`] and confirm them; everything else goes to the D-Bus signals.
+//! Consumers depend on this module, never on the transport that feeds it.
 //!
 //! Acknowledgements are manual: a message is acknowledged to the broker only once its owner
 //! has it safe. Signals and property writes are handled on the spot (the property is in
@@ -13,7 +15,28 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::transport::receive::ServerEvent;
+use crate::data::AstarteValue;
+
+/// Something the server told the device, for the D-Bus signals.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// An individual datastream value or a property set.
+    Value {
+        interface: String,
+        path: String,
+        value: AstarteValue,
+        timestamp_ms: i64,
+    },
+    /// An object of an object-aggregated datastream.
+    Object {
+        interface: String,
+        path: String,
+        values: Vec<(String, AstarteValue)>,
+        timestamp_ms: i64,
+    },
+    /// A server-owned property was unset (explicitly, or by the consumer purge list).
+    Unset { interface: String, path: String },
+}
 
 /// Server data for the D-Bus signals. The session never waits for a slow consumer: when the
 /// channel is full, events are dropped and counted (logged once per episode).
