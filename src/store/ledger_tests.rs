@@ -1,7 +1,7 @@
 //! The command ledger in a real database.
 
 use super::*;
-use crate::commands::{CommandResult, Status};
+use super::{CommandResult, Status};
 
 fn command(id: &str) -> NewCommand {
     NewCommand {

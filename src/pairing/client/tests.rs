@@ -26,12 +26,22 @@ async fn stand_in() -> PairingStandIn {
     start(PairingOptions::default()).await
 }
 
+/// A TLS config that trusts nothing: these tests talk plain http to the stand-in.
+fn plain_http_tls() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+}
+
 async fn start(opts: PairingOptions) -> PairingStandIn {
     PairingStandIn::start(opts).await.unwrap()
 }
 
 fn client_at(base: &str) -> PairingClient {
-    let tls = crate::tls::http_config(Arc::new(rustls::RootCertStore::empty())).unwrap();
+    let tls = plain_http_tls();
     PairingClient::new(
         Url::parse(base).unwrap(),
         REALM.into(),
@@ -372,7 +382,7 @@ async fn verify_certificate_decodes_only_valid(#[case] expired: bool, #[case] va
 
 #[test]
 fn a_base_url_that_cannot_take_paths_is_refused() {
-    let tls = crate::tls::http_config(Arc::new(rustls::RootCertStore::empty())).unwrap();
+    let tls = plain_http_tls();
     let url = Url::parse("mailto:pairing@example.com").unwrap();
     let err = PairingClient::new(
         url,
