@@ -1,6 +1,14 @@
 //! systemd's notification protocol (`READY=1`, `STATUS=`, `STOPPING=1`, `WATCHDOG=1`) over
-//! `$NOTIFY_SOCKET`.
+//! `$NOTIFY_SOCKET`, and the two tasks that keep systemd informed: the state as `STATUS=`,
+//! and the watchdog.
 //! A few lines of std instead of a dependency; a no-op when not started by systemd.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::StateRx;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
@@ -35,4 +43,32 @@ pub fn watchdog_interval() -> Option<std::time::Duration> {
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| std::time::Duration::from_micros(usec / 2))
+}
+
+/// Task: tells systemd the runtime is alive; a stuck runtime stops the pings and systemd
+/// restarts the service (`WatchdogSec=` in the unit).
+pub async fn feed_watchdog(
+    interval: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Infallible> {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tick.tick() => notify("WATCHDOG=1"),
+        }
+    }
+}
+
+/// Task: logs every state change and sends it to systemd as `STATUS=`.
+pub async fn report_state(mut state: StateRx, cancel: CancellationToken) -> Result<(), Infallible> {
+    loop {
+        let current = *state.borrow_and_update();
+        tracing::info!(state = %current, "agent state");
+        notify(&format!("STATUS={current}"));
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            changed = state.changed() => if changed.is_err() { return Ok(()) },
+        }
+    }
 }

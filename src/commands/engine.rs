@@ -112,7 +112,9 @@ pub struct Engine<S> {
     pub(super) store: Store,
     pub(super) sink: S,
     pub(super) dispatch: mpsc::UnboundedSender<HandlerRequest>,
-    handler_grace: Duration,
+    inputs: mpsc::Receiver<Input>,
+    routed: mpsc::Receiver<Routed>,
+    finished: mpsc::UnboundedReceiver<Finished>,
     pub(super) grace_ends: Instant,
     pub(super) pending: BTreeMap<u64, Pending>,
     pub(super) parked: BTreeMap<u64, Pending>,
@@ -121,24 +123,30 @@ pub struct Engine<S> {
     pub(super) handlers: HashMap<String, String>,
     pub(super) finished_tx: mpsc::UnboundedSender<Finished>,
     pub(super) runners: JoinSet<()>,
+    /// Stops the runs when the engine stops.
     pub(super) cancel: CancellationToken,
 }
 
 impl<S: ResultSink> Engine<S> {
-    /// The engine, and where it sends requests for D-Bus handlers (`CommandRequested`).
+    /// The engine, serving `inputs` (from D-Bus and the agent) and `routed` (requests from
+    /// Astarte); and where it sends requests for D-Bus handlers (`CommandRequested`).
     pub fn new(
         options: Arc<CommandsOptions>,
         store: Store,
         sink: S,
+        inputs: mpsc::Receiver<Input>,
+        routed: mpsc::Receiver<Routed>,
     ) -> (Engine<S>, mpsc::UnboundedReceiver<HandlerRequest>) {
         let (dispatch, handler_requests) = mpsc::unbounded_channel();
-        let (finished_tx, _) = mpsc::unbounded_channel();
+        let (finished_tx, finished) = mpsc::unbounded_channel();
         let engine = Engine {
             options,
             store,
             sink,
             dispatch,
-            handler_grace: DEFAULT_HANDLER_GRACE,
+            inputs,
+            routed,
+            finished,
             grace_ends: Instant::now(),
             pending: BTreeMap::new(),
             parked: BTreeMap::new(),
@@ -151,29 +159,14 @@ impl<S: ResultSink> Engine<S> {
         (engine, handler_requests)
     }
 
-    /// How long after start-up requests for unhandled names wait for a handler
-    /// ([`DEFAULT_HANDLER_GRACE`]).
-    pub fn with_handler_grace(mut self, grace: Duration) -> Self {
-        self.handler_grace = grace;
-        self
-    }
-
-    /// Recovers what the ledger holds, then serves `inputs` until `cancel` fires or every
-    /// sender is gone. Running processes are killed (with their groups) on the way out;
-    /// their ledger entries stay `running`, so the next start reports them `interrupted`
-    /// (or runs them again, with `rerun_on_restart`). Fails only when the ledger can't be
-    /// read at start-up.
-    #[tracing::instrument(name = "commands", skip_all)]
-    pub async fn run(
-        mut self,
-        mut inputs: mpsc::Receiver<Input>,
-        mut routed: mpsc::Receiver<Routed>,
-        cancel: CancellationToken,
-    ) -> Result<(), String> {
-        self.cancel = cancel.child_token();
-        self.grace_ends = Instant::now() + self.handler_grace;
-        let (finished_tx, mut finished) = mpsc::unbounded_channel();
-        self.finished_tx = finished_tx;
+    /// Recovers what the ledger holds, then serves its inputs until `cancel` fires or every
+    /// sender is gone. Requests for a name nobody handles yet wait `handler_wait` after the
+    /// start for an app to register. Running processes are killed (with their groups) on the
+    /// way out; their ledger entries stay `running`, so the next start reports them
+    /// `interrupted` (or runs them again, with `rerun_on_restart`). Fails only when the
+    /// ledger can't be read at start-up.
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), String> {
+        self.grace_ends = Instant::now() + self.options.handler_wait;
         self.recover()
             .await
             .map_err(|error| format!("remote commands: {}", error_chain(&error)))?;
@@ -186,12 +179,12 @@ impl<S: ResultSink> Engine<S> {
             let parked = !self.parked.is_empty();
             tokio::select! {
                 () = cancel.cancelled() => break,
-                input = inputs.recv() => match input {
+                input = self.inputs.recv() => match input {
                     Some(input) => self.on_input(input).await,
                     None => break,
                 },
-                Some(message) = routed.recv() => self.on_routed(message).await,
-                Some(done) = finished.recv() => self.on_finished(done).await,
+                Some(message) = self.routed.recv() => self.on_routed(message).await,
+                Some(done) = self.finished.recv() => self.on_finished(done).await,
                 () = tokio::time::sleep_until(grace_ends), if parked => self.end_grace().await,
                 () = until(deadline) => self.expire_handlers().await,
                 _ = prune.tick() => self.prune().await,

@@ -21,7 +21,7 @@ fn load(dir: &std::path::Path, interfaces: Vec<Interface>) -> PropertyStore {
 
 /// Stops the store's writer once everything sent to it is committed.
 fn close(store: PropertyStore) {
-    store.store.clone().close();
+    store.store.clone().close().unwrap();
 }
 
 #[tokio::test]

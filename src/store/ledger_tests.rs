@@ -32,7 +32,7 @@ fn open(dir: &Path) -> Opened {
 
 fn reopen(opened: Opened) -> Opened {
     let dir = opened.store.dir().to_owned();
-    opened.store.close();
+    opened.store.close().unwrap();
     open(&dir)
 }
 

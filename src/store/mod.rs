@@ -205,8 +205,11 @@ pub struct Store {
     next_seq: Arc<AtomicU64>,
     counters: Arc<Counters>,
     dir: PathBuf,
-    writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    writer: Arc<std::sync::Mutex<Option<crate::tasks::Worker>>>,
 }
+
+/// How long closing the store waits for the writer to commit what it was given.
+pub const CLOSE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Store {
     /// Opens (or creates) `store_dir/agent.db`, runs migrations, imports 0.1's property file,
@@ -337,18 +340,20 @@ impl Store {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// Stops the writer after it has committed everything sent so far. Blocking: call it
-    /// from a blocking context, after every other handle is gone or idle.
-    pub fn close(self) {
-        let thread = self
+    /// Stops the writer after it has committed everything sent so far, and joins it within
+    /// [`CLOSE_DEADLINE`]. Blocking: call it from a blocking context, after every other
+    /// handle is gone or idle.
+    pub fn close(self) -> Result<(), crate::tasks::TaskError> {
+        let writer = self
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         // Other clones keep the channel open: tell the writer explicitly.
         let _ = self.requests.send(Request::Stop);
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        match writer {
+            Some(writer) => writer.join_within(CLOSE_DEADLINE),
+            None => Ok(()),
         }
     }
 

@@ -22,7 +22,7 @@ fn open(dir: &Path) -> Opened {
 
 fn reopen(opened: Opened) -> Opened {
     let dir = opened.store.dir().to_owned();
-    opened.store.close();
+    opened.store.close().unwrap();
     open(&dir)
 }
 
@@ -227,7 +227,7 @@ fn the_database_is_private_and_in_wal_mode() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    opened.store.close();
+    opened.store.close().unwrap();
     let mode: String = Connection::open(dir.path().join(DATABASE_FILE))
         .unwrap()
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
@@ -260,7 +260,7 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_rows() {
         if version >= 1 {
             assert_eq!(opened.backlog, Some((7, 7)), "from version {version}");
         }
-        opened.store.close();
+        opened.store.close().unwrap();
         let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
         let current: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -332,7 +332,7 @@ fn an_unreadable_0_1_property_file_is_set_aside() {
 #[test]
 fn a_row_at_the_largest_sequence_number_is_moved_aside_without_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    open(dir.path()).store.close();
+    open(dir.path()).store.close().unwrap();
     let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
     connection
         .execute_batch(

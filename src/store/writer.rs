@@ -41,7 +41,7 @@ pub(super) fn spawn(
     connection: Connection,
     receiver: Receiver<Request>,
     shared: Shared,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<crate::tasks::Worker> {
     let writer = Writer {
         connection,
         receiver,
@@ -52,9 +52,7 @@ pub(super) fn spawn(
         synchronous_full: true,
         sized_at: Instant::now(),
     };
-    std::thread::Builder::new()
-        .name("store-writer".into())
-        .spawn(move || writer.run())
+    crate::tasks::spawn_thread("store-writer", move || writer.run())
 }
 
 struct Writer {

@@ -76,8 +76,18 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(60);
 /// the device right after accepting it (Astarte does, on invalid messages) is backed off.
 pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
-/// Polls until `stop` fires, the client is dropped, or a DISCONNECT was sent.
+/// Task: polls until `stop` fires, the client is dropped, or a DISCONNECT was sent.
 pub async fn drive(
+    eventloop: EventLoop,
+    events: mpsc::Sender<DriverEvent>,
+    link: Link,
+    stop: CancellationToken,
+) -> Result<(), std::convert::Infallible> {
+    poll(eventloop, events, link, stop).await;
+    Ok(())
+}
+
+async fn poll(
     mut eventloop: EventLoop,
     events: mpsc::Sender<DriverEvent>,
     link: Link,

@@ -1,57 +1,91 @@
-//! Moving work from the session to rumqttc: handshake steps first, then queued messages in
-//! sequence order while fewer than [`MAX_OUTSTANDING`] requests are unacknowledged; refilling
-//! the queue's window from disk; and telling the store which stored messages are delivered.
+//! Moving work from the session to rumqttc, as the phase allows: handshake steps while
+//! handshaking; announcements of changed interfaces, then queued messages in sequence order
+//! while ready, as long as fewer than [`MAX_OUTSTANDING`] requests are unacknowledged; and
+//! telling the store which stored messages are delivered.
+
+use std::collections::{BTreeSet, VecDeque};
 
 use rumqttc::QoS;
 
 use super::handshake::Step;
-use super::session::{MAX_OUTSTANDING, Session};
+use super::phase::Phase;
+use super::session::{MAX_OUTSTANDING, Session, SessionContext};
 use super::tracker::{Completed, Tag};
 use crate::clock::now_ms;
 use crate::interface::Registry;
-use crate::queue::{Message, REFILL_ROWS};
+use crate::queue::Message;
 use crate::state::AgentState;
 
 impl Session<'_> {
-    /// Hands the next handshake steps or queued messages to rumqttc while there is room, and
-    /// only to the connection this session set up.
+    /// Hands the next steps or queued messages to rumqttc while there is room, and only to
+    /// the connection this phase belongs to.
     pub(super) fn feed(&mut self) {
-        if self.generation == 0 || self.link.current() != self.generation {
+        let Some(generation) = self.phase.generation() else {
             return;
+        };
+        if self.link.current() != generation {
+            return; // rumqttc has moved on: the session hears of it next
         }
-        if self.registry_changed && (self.ready || !self.handshake.is_empty()) {
-            self.registry_changed = false;
-            self.announce_interfaces();
+        let phase = std::mem::replace(&mut self.phase, Phase::start(false));
+        self.phase = match phase {
+            Phase::Handshaking {
+                generation,
+                mut steps,
+            } => {
+                let done = self.feed_steps(&mut steps);
+                self.phase = Phase::Handshaking { generation, steps }.handshake_done();
+                if done {
+                    tracing::info!("session handshake complete");
+                    self.context.state.send_replace(AgentState::Connected);
+                    // Data may flow at once.
+                    self.feed();
+                }
+                return;
+            }
+            Phase::Ready {
+                generation,
+                mut announce,
+            } => {
+                if self.feed_steps(&mut announce) {
+                    self.feed_data();
+                }
+                Phase::Ready {
+                    generation,
+                    announce,
+                }
+            }
+            down => down,
+        };
+    }
+
+    /// Hands over `steps` in order, waiting at each barrier until every earlier request is
+    /// acknowledged. True when none is left.
+    fn feed_steps(&mut self, steps: &mut VecDeque<Step>) -> bool {
+        while self.tracker.outstanding() < MAX_OUTSTANDING {
+            let Some(step) = steps.pop_front() else {
+                return true;
+            };
+            if step == Step::Barrier {
+                if self.tracker.handshake_outstanding() > 0 {
+                    steps.push_front(step);
+                    return false;
+                }
+                continue;
+            }
+            if let Err(step) = self.submit_step(step) {
+                steps.push_front(step);
+                return false;
+            }
         }
+        steps.is_empty()
+    }
+
+    /// Queued messages, in order, while there is room.
+    fn feed_data(&mut self) {
         let mut expired = Vec::new();
         // One look at the interfaces per call, not one per message.
         let registry = self.context.registry.snapshot();
         while self.tracker.outstanding() < MAX_OUTSTANDING {
-            if let Some(step) = self.handshake.front() {
-                if *step == Step::Barrier {
-                    if self.tracker.handshake_outstanding() > 0 {
-                        break;
-                    }
-                    self.handshake.pop_front();
-                    if self.handshake.is_empty() {
-                        tracing::info!("session handshake complete");
-                        self.ready = true;
-                        self.synced = true;
-                        self.context.state.send_replace(AgentState::Connected);
-                    }
-                    continue;
-                }
-                let Some(step) = self.handshake.pop_front() else {
-                    break;
-                };
-                if !self.submit_step(step) {
-                    break;
-                }
-                continue;
-            }
-            if !self.ready {
-                break;
-            }
             let Some(message) = self.context.queue.pop(now_ms(), &mut expired) else {
                 break;
             };
@@ -80,7 +114,8 @@ impl Session<'_> {
         );
     }
 
-    pub(super) fn submit_step(&mut self, step: Step) -> bool {
+    /// Hands one step to rumqttc; gives it back when rumqttc's channel is full.
+    fn submit_step(&mut self, step: Step) -> Result<(), Step> {
         let result = match &step {
             Step::Subscribe(filters) => self.client.try_subscribe_many(
                 filters
@@ -98,56 +133,20 @@ impl Session<'_> {
         match result {
             Ok(()) => {
                 self.tracker.submitted(Tag::Handshake);
-                true
+                Ok(())
             }
             Err(error) => {
                 tracing::debug!(%error, "rumqttc's request channel is full; retrying later");
-                self.handshake.push_front(step);
-                false
+                Err(step)
             }
         }
     }
 
-    /// The interfaces changed while connected: subscribe to new server-owned ones, then
-    /// publish the new introspection, ahead of any further data.
-    fn announce_interfaces(&mut self) {
-        let registry = self.context.registry.snapshot();
-        let new: Vec<String> = registry
-            .server_owned()
-            .filter(|interface| !self.subscribed.contains(&interface.name))
-            .map(|interface| interface.name.clone())
-            .collect();
-        if !new.is_empty() {
-            let filters = new
-                .iter()
-                .map(|name| self.context.topics.interface_filter(name))
-                .collect();
-            self.handshake.push_back(Step::Subscribe(filters));
-            self.subscribed.extend(new);
-        }
-        self.handshake.push_back(Step::Publish {
-            topic: self.context.topics.base().to_owned(),
-            payload: registry.introspection().into_bytes(),
-        });
-        tracing::info!("publishing the new introspection");
-    }
-
-    /// Asks the store for the next rows of a backlog that waits on disk; the queue wakes the
-    /// session when they arrive. Never waits here.
-    pub(super) fn refill(&self) {
-        let Some(from) = self.context.queue.refill_needed() else {
-            return;
-        };
-        let store = self.context.store.clone();
-        let queue = self.context.queue.clone();
-        tokio::spawn(async move {
-            let loaded = store.load(from, REFILL_ROWS).await;
-            if let Err(error) = &loaded {
-                tracing::warn!(error = %crate::error_chain::error_chain(error), "couldn't read the stored queue; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-            queue.refill(loaded.map_err(|_| ()));
-        });
+    /// The interfaces changed: the phase announces them when it can.
+    pub(super) fn on_interfaces_changed(&mut self) {
+        let (context, subscribed) = (self.context, &mut self.subscribed);
+        self.phase
+            .interfaces_changed(|| announce_steps(context, subscribed));
     }
 
     /// Tells the store, in one request, which stored rows are done with.
@@ -164,6 +163,36 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// The steps announcing the interfaces in force to a session that knows older ones:
+/// subscriptions to the server-owned interfaces not subscribed yet (recorded in
+/// `subscribed`), then the new introspection.
+pub(super) fn announce_steps(
+    context: &SessionContext,
+    subscribed: &mut BTreeSet<String>,
+) -> VecDeque<Step> {
+    let registry = context.registry.snapshot();
+    let new: Vec<String> = registry
+        .server_owned()
+        .filter(|interface| !subscribed.contains(&interface.name))
+        .map(|interface| interface.name.clone())
+        .collect();
+    let mut steps = VecDeque::new();
+    if !new.is_empty() {
+        let filters = new
+            .iter()
+            .map(|name| context.topics.interface_filter(name))
+            .collect();
+        steps.push_back(Step::Subscribe(filters));
+        subscribed.extend(new);
+    }
+    steps.push_back(Step::Publish {
+        topic: context.topics.base().to_owned(),
+        payload: registry.introspection().into_bytes(),
+    });
+    tracing::info!("publishing the new introspection");
+    steps
 }
 
 /// Data of an interface that was removed, or replaced by another major version, would make

@@ -3,6 +3,8 @@
 pub mod driver;
 mod feed;
 pub mod handshake;
+mod incoming;
+mod phase;
 mod poison;
 pub mod receive;
 pub mod resume;

@@ -1,39 +1,38 @@
 //! One MQTT session with Astarte's broker for one set of credentials: connects (rumqttc polled
-//! by `driver`), runs the handshake when the broker has no session for the device, moves queued
-//! messages out as fast as acknowledgements allow, and hands server data to D-Bus.
+//! by `driver`, on the network thread), runs the handshake when the broker has no session for
+//! the device, moves queued messages out as fast as acknowledgements allow, and hands server
+//! data to the router.
 //!
-//! Sessions: the first connection of a session starts clean (rumqttc's in-memory state is new,
-//! so half-finished QoS 2 exchanges of an earlier process must not be resumed), unless the
-//! previous process stopped cleanly and said so (see `resume.rs`): then the broker's session,
-//! with what it queued for the device meanwhile, is resumed. Later reconnections always ask
-//! the broker to keep the session, so QoS 1/2 traffic survives outages. Whenever the broker
-//! reports no session, the full handshake runs again.
+//! Where the session stands is a [`Phase`] (`phase.rs`). Sessions: the first connection of a
+//! session starts clean (rumqttc's in-memory state is new, so half-finished QoS 2 exchanges of
+//! an earlier process must not be resumed), unless the previous process stopped cleanly and
+//! said so (see `resume.rs`): then the broker's session, with what it queued for the device
+//! meanwhile, is resumed. Later reconnections always ask the broker to keep the session, so
+//! QoS 1/2 traffic survives outages. Whenever the broker reports no session, the full
+//! handshake runs again.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, Event, Incoming, MqttOptions, Outgoing, SubscribeReasonCode, TlsConfiguration,
-    Transport,
-};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::driver::{self, DriverEvent, Link, LostReason};
+use super::phase::{OnConnect, Phase};
+use super::poison::Suspect;
+use super::resume::ResumeRecord;
+use super::tracker::Tracker;
 use crate::interface::registry::Registry;
 use crate::interface::runtime::LiveRegistry;
 use crate::properties::PropertyStore;
 use crate::queue::Queue;
-use crate::router::{Disposition, Router};
+use crate::router::Router;
 use crate::state::{AgentState, StateTx};
 use crate::store::Store;
+use crate::tasks::{Spawner, Task};
 use crate::topic::Topics;
-use crate::transport::driver::{self, DriverEvent, Link, LostReason};
-use crate::transport::handshake::{self, Step};
-use crate::transport::poison::Suspect;
-use crate::transport::receive;
-use crate::transport::resume::ResumeRecord;
-use crate::transport::tracker::Tracker;
 
 /// Requests handed to rumqttc and not yet acknowledged, at most. Below Astarte's in-flight
 /// limit (100) so the broker never has to hold our messages back.
@@ -45,6 +44,9 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_INCOMING_PACKET: usize = 1024 * 1024;
 /// Fixed header of a PUBLISH is at most 5 bytes on top of Astarte's 65,535-byte cap.
 const MAX_OUTGOING_PACKET: usize = 65_535 + 5;
+/// Requests rumqttc's channel holds: at most what MAX_OUTSTANDING lets through, plus a few
+/// acknowledgements of server data and a DISCONNECT.
+pub const REQUEST_CHANNEL: usize = MAX_OUTSTANDING + 8;
 
 /// What a session needs that outlives it.
 pub struct SessionContext {
@@ -58,6 +60,9 @@ pub struct SessionContext {
     pub router: Router,
     /// Confirmations of routed messages: each becomes the broker's acknowledgement.
     pub confirmations: tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>,
+    /// Where the session's own tasks run: the MQTT driver, on the network thread. The session
+    /// stops them itself (after flushing), so this spawner's token is not the agent's.
+    pub network: Spawner,
 }
 
 /// Where and how to connect.
@@ -103,47 +108,24 @@ pub async fn run(
         .set_transport(Transport::Tls(TlsConfiguration::Rustls(
             endpoint.tls.clone(),
         )));
-    // The channel holds at most what MAX_OUTSTANDING lets through, plus a DISCONNECT.
-    let (client, mut eventloop) = AsyncClient::new(options, MAX_OUTSTANDING + 8);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
     eventloop
         .network_options
         .set_connection_timeout(CONNECT_TIMEOUT_SECS);
 
     let (events_tx, events) = mpsc::channel(64);
-    let stop_driver = CancellationToken::new();
     let link = Link::default();
-    let driver = tokio::spawn(tracing::Instrument::in_current_span(driver::drive(
-        eventloop,
-        events_tx,
-        link.clone(),
-        stop_driver.clone(),
-    )));
-
-    let mut session = Session {
-        context,
-        client,
-        events,
-        tracker: Tracker::new(),
-        handshake: VecDeque::new(),
-        link,
-        generation: 0,
-        ready: false,
-        // A resumable session went through its handshake in the previous process.
-        synced: resume,
-        connected_once: false,
-        registry: context.registry.subscribe(),
-        registry_changed: false,
-        subscribed: BTreeSet::new(),
-        suspect: Suspect::default(),
-        delivered: Vec::new(),
-        pending_acks: std::collections::HashMap::new(),
-    };
+    let driver = context.network.spawn("mqtt-driver", {
+        let link = link.clone();
+        move |stop| driver::drive(eventloop, events_tx, link, stop)
+    });
+    let mut session = Session::new(context, client, events, link, resume);
     context.state.send_replace(AgentState::Connecting);
     if resume {
         tracing::info!("resuming the broker session the previous run left cleanly");
     }
     let end = session.run(cancel).await;
-    let resumable = session.close(driver, stop_driver).await;
+    let resumable = session.close(driver).await;
     if resumable && end == SessionEnd::Shutdown {
         endpoint.resume.save(&identity).await;
     }
@@ -155,36 +137,53 @@ pub(super) struct Session<'a> {
     pub(super) client: AsyncClient,
     events: mpsc::Receiver<DriverEvent>,
     pub(super) tracker: Tracker,
-    /// Handshake steps not yet handed to rumqttc.
-    pub(super) handshake: VecDeque<Step>,
-    /// Which connection is up (shared with the driver), and the one this session set up.
+    /// Which connection is up (shared with the driver).
     pub(super) link: Link,
-    pub(super) generation: u64,
-    /// Connected and handshake finished: queued data may flow.
-    pub(super) ready: bool,
-    /// The broker's session for this device went through a complete handshake.
-    pub(super) synced: bool,
+    pub(super) phase: Phase,
     /// The broker accepted a connection at least once.
     connected_once: bool,
     /// The interfaces in force; a change publishes the new introspection.
     registry: watch::Receiver<Arc<Registry>>,
-    pub(super) registry_changed: bool,
     /// Server-owned interfaces subscribed to in the broker's session.
     pub(super) subscribed: BTreeSet<String>,
     /// The message the broker may be refusing (see `poison.rs`).
     pub(super) suspect: Suspect,
     /// Stored rows acknowledged (or expired) since the store was last told.
     pub(super) delivered: Vec<u64>,
-    /// Messages from Astarte a feature holds, acknowledged when it confirms (see router.rs).
-    pending_acks: std::collections::HashMap<u64, rumqttc::Publish>,
+    /// Messages from Astarte a feature holds, acknowledged when it confirms (see router).
+    pub(super) pending_acks: HashMap<u64, rumqttc::Publish>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    pub(super) fn new(
+        context: &'a SessionContext,
+        client: AsyncClient,
+        events: mpsc::Receiver<DriverEvent>,
+        link: Link,
+        resumable: bool,
+    ) -> Session<'a> {
+        Session {
+            context,
+            client,
+            events,
+            tracker: Tracker::new(),
+            link,
+            // A resumable session went through its handshake in the previous process.
+            phase: Phase::start(resumable),
+            connected_once: false,
+            registry: context.registry.subscribe(),
+            subscribed: BTreeSet::new(),
+            suspect: Suspect::default(),
+            delivered: Vec::new(),
+            pending_acks: HashMap::new(),
+        }
+    }
+
     async fn run(&mut self, cancel: &CancellationToken) -> SessionEnd {
         // Sessions never overlap: this one owns the confirmations while it runs.
         let mut confirmations = self.context.confirmations.lock().await;
         loop {
-            let can_feed = self.ready && self.tracker.outstanding() < MAX_OUTSTANDING;
+            let can_feed = self.phase.is_ready() && self.tracker.outstanding() < MAX_OUTSTANDING;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return SessionEnd::Shutdown,
@@ -207,26 +206,22 @@ impl Session<'_> {
                 changed = self.registry.changed() => {
                     if changed.is_ok() {
                         self.registry.borrow_and_update();
-                        self.registry_changed = true;
+                        self.on_interfaces_changed();
                     }
                 }
             }
             self.feed();
-            self.refill();
             self.flush_delivered();
         }
     }
 
-    fn on_event(&mut self, event: DriverEvent) -> Option<SessionEnd> {
+    pub(super) fn on_event(&mut self, event: DriverEvent) -> Option<SessionEnd> {
         match event {
             DriverEvent::Lost(reason) => return self.on_lost(reason),
             DriverEvent::Connected {
                 generation,
                 session_present,
-            } => {
-                self.generation = generation;
-                self.on_connected(session_present);
-            }
+            } => self.on_connected(generation, session_present),
             DriverEvent::Mqtt(Event::Incoming(packet)) => self.on_incoming(packet),
             DriverEvent::Mqtt(Event::Outgoing(outgoing)) => match outgoing {
                 Outgoing::Publish(pkid) => {
@@ -242,18 +237,16 @@ impl Session<'_> {
     }
 
     fn on_lost(&mut self, reason: LostReason) -> Option<SessionEnd> {
-        let was_connected =
-            self.ready || !self.handshake.is_empty() || self.tracker.handshake_outstanding() > 0;
-        let was_ready = self.ready;
-        self.ready = false;
-        self.context.queue.set_online(false);
-        if was_ready {
+        let was_up = self.phase.is_up();
+        if self.phase.is_ready() {
             self.suspect_oldest_unacknowledged();
         }
+        let phase = std::mem::replace(&mut self.phase, Phase::start(false));
+        self.phase = phase.lost();
+        self.context.queue.set_online(false);
         self.tracker.on_link_lost();
         // Acknowledgements belong to the connection that is gone: the broker redelivers.
         self.pending_acks.clear();
-        self.handshake.clear();
         self.context.state.send_replace(AgentState::Disconnected);
         let dropped = self.context.queue.drop_discardable();
         match &reason {
@@ -269,7 +262,7 @@ impl Session<'_> {
             LostReason::Refused(code) => {
                 tracing::warn!(%code, "the broker refused the connection (is the device registered and enabled in the realm?); retrying")
             }
-            LostReason::Other(error) if was_connected => {
+            LostReason::Other(error) if was_up => {
                 tracing::warn!(%error, "connection to the broker lost; reconnecting")
             }
             LostReason::Other(error) => {
@@ -285,98 +278,45 @@ impl Session<'_> {
         None
     }
 
-    fn on_incoming(&mut self, packet: Incoming) {
-        match packet {
-            Incoming::PubAck(ack) => {
-                let completed = self.tracker.on_puback(ack.pkid);
-                self.on_completed(completed);
-            }
-            Incoming::PubRec(ack) => self.tracker.on_pubrec(ack.pkid),
-            Incoming::PubComp(ack) => {
-                let completed = self.tracker.on_pubcomp(ack.pkid);
-                self.on_completed(completed);
-            }
-            Incoming::SubAck(ack) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|code| matches!(code, SubscribeReasonCode::Failure))
-                {
-                    tracing::error!(
-                        "the broker refused a subscription: server data for some interfaces will not arrive (check the broker ACL)"
-                    );
-                }
-                self.tracker.on_suback(ack.pkid);
-            }
-            Incoming::Publish(publish) => {
-                let context = self.context;
-                let disposition = match receive::handle(
-                    &context.topics,
-                    &context.registry.snapshot(),
-                    &context.properties,
-                    &publish.topic,
-                    &publish.payload,
-                ) {
-                    Ok(events) => context.router.route(events),
-                    Err(error) => {
-                        tracing::warn!(topic = %publish.topic, %error, "dropped a message from Astarte");
-                        // Redelivering it would not make it valid.
-                        Disposition::Done
-                    }
-                };
-                match disposition {
-                    Disposition::Done => self.acknowledge(&publish),
-                    Disposition::Pending(receipt) => {
-                        self.pending_acks.insert(receipt, publish);
-                    }
-                    Disposition::Refused => {}
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Acknowledges a message from Astarte (nothing for QoS 0). A full request channel only
-    /// delays it: the broker delivers the message again after a reconnection.
-    fn acknowledge(&self, publish: &rumqttc::Publish) {
-        if let Err(error) = self.client.try_ack(publish) {
-            tracing::debug!(%error, pkid = publish.pkid, "couldn't acknowledge a message from Astarte now");
-        }
-    }
-
-    fn on_connected(&mut self, session_present: bool) {
+    fn on_connected(&mut self, generation: u64, session_present: bool) {
         self.connected_once = true;
         self.context.queue.set_online(true);
-        if session_present && self.synced {
-            tracing::info!("connected to the broker; session resumed");
-            self.ready = true;
-            self.context.state.send_replace(AgentState::Connected);
-            return;
-        }
-        if !session_present {
-            // Nothing unacknowledged survives a lost session in rumqttc: take it back, in order.
-            let unfinished = self.tracker.take_unfinished();
-            let unfinished = self.set_aside_poison(unfinished);
-            if !unfinished.is_empty() {
-                tracing::info!(
-                    messages = unfinished.len(),
-                    "requeueing messages the broker never acknowledged"
-                );
+        let (context, subscribed) = (self.context, &mut self.subscribed);
+        let registry = context.registry.snapshot();
+        let phase = std::mem::replace(&mut self.phase, Phase::start(false));
+        let (phase, todo) = phase.connected(
+            generation,
+            session_present,
+            || super::handshake::steps(&context.topics, &registry, &context.properties),
+            || super::feed::announce_steps(context, subscribed),
+        );
+        self.phase = phase;
+        match todo {
+            OnConnect::Resumed => {
+                tracing::info!("connected to the broker; session resumed");
+                self.context.state.send_replace(AgentState::Connected);
+                return;
             }
-            self.context.queue.requeue_front(unfinished);
+            OnConnect::Fresh => {
+                // Nothing unacknowledged survives a lost session in rumqttc: take it back, in order.
+                let unfinished = self.tracker.take_unfinished();
+                let unfinished = self.set_aside_poison(unfinished);
+                if !unfinished.is_empty() {
+                    tracing::info!(
+                        messages = unfinished.len(),
+                        "requeueing messages the broker never acknowledged"
+                    );
+                }
+                self.context.queue.requeue_front(unfinished);
+            }
+            OnConnect::Resync => {}
         }
-        // No session, or one whose handshake never finished: run the full handshake.
-        self.synced = false;
         // The handshake resends every property's current value: queued property messages are stale.
         self.context.queue.drop_properties();
-        let registry = self.context.registry.snapshot();
-        self.handshake =
-            handshake::steps(&self.context.topics, &registry, &self.context.properties);
         self.subscribed = registry
             .server_owned()
             .map(|interface| interface.name.clone())
             .collect();
-        self.registry_changed = false;
         tracing::info!("connected to the broker; running the session handshake");
         self.context.state.send_replace(AgentState::Connecting);
     }
@@ -384,13 +324,11 @@ impl Session<'_> {
     /// Flushes what can be flushed within [`FLUSH_TIMEOUT`], disconnects, and requeues the rest.
     /// Returns whether the broker's session may be resumed by a later process: synced, and
     /// nothing left half-done.
-    async fn close(
-        mut self,
-        driver: tokio::task::JoinHandle<()>,
-        stop_driver: CancellationToken,
-    ) -> bool {
+    async fn close(mut self, driver: Task) -> bool {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
-        while self.ready && (self.tracker.outstanding() > 0 || !self.context.queue.is_empty()) {
+        while self.phase.is_ready()
+            && (self.tracker.outstanding() > 0 || !self.context.queue.is_empty())
+        {
             self.feed();
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
@@ -400,8 +338,9 @@ impl Session<'_> {
                 },
             }
         }
-        let resumable = self.ready && self.synced && self.tracker.outstanding() == 0;
-        if self.ready {
+        let resumable =
+            self.phase.is_ready() && self.phase.is_synced() && self.tracker.outstanding() == 0;
+        if self.phase.is_up() {
             let _ = self.client.try_disconnect();
             // The driver ends after writing DISCONNECT; don't wait forever on a dead network.
             let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), async {
@@ -411,8 +350,9 @@ impl Session<'_> {
         }
         // A driver blocked on a full event channel must not keep the shutdown waiting.
         self.events.close();
-        stop_driver.cancel();
-        let _ = driver.await;
+        if let Err(error) = driver.stop_within(Duration::from_secs(2)).await {
+            tracing::warn!(%error, "the MQTT driver did not stop cleanly");
+        }
         self.flush_delivered();
         self.context
             .queue

@@ -65,7 +65,7 @@ async fn write_and_snapshot(rng: &mut Rng, live: &Path, snapshot: &Path) {
             std::fs::write(snapshot.join(name), bytes).expect("snapshot");
         }
     }
-    opened.store.close();
+    opened.store.close().unwrap();
 }
 
 fn corrupt_file(rng: &mut Rng, path: &Path) {
@@ -130,7 +130,7 @@ async fn reopen(rng: &mut Rng, dir: &Path) {
         },
         Err(error) => assert_typed(&error),
     }
-    opened.store.close();
+    opened.store.close().unwrap();
 }
 
 fn case(rng: &mut Rng, runtime: &tokio::runtime::Runtime) {

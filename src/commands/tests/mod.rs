@@ -93,16 +93,21 @@ impl Harness {
     ) -> Harness {
         let store = Store::open(dir, StoreOptions::default()).unwrap().store;
         let (sink, results) = mpsc::unbounded_channel();
-        let (engine, handler_requests) =
-            Engine::new(Arc::new(options), store.clone(), Recorder(sink));
         let (handle, inputs) = channel();
         let (route, routed) = route();
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(engine.with_handler_grace(grace).run(
+        let options = CommandsOptions {
+            handler_wait: grace,
+            ..options
+        };
+        let (engine, handler_requests) = Engine::new(
+            Arc::new(options),
+            store.clone(),
+            Recorder(sink),
             inputs,
             routed,
-            cancel.clone(),
-        ));
+        );
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(engine.run(cancel.clone()));
         Harness {
             handle,
             route,
@@ -149,7 +154,7 @@ impl Harness {
             .unwrap()
             .unwrap();
         let store = self.store;
-        tokio::task::spawn_blocking(move || store.close())
+        tokio::task::spawn_blocking(move || store.close().unwrap())
             .await
             .unwrap();
     }

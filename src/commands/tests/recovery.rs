@@ -26,7 +26,7 @@ async fn leave_in_ledger(store: &Store, id: &str, name: &str, status: Status) {
 }
 
 fn close(store: Store) {
-    store.close();
+    store.close().unwrap();
 }
 
 #[tokio::test]

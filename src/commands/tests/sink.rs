@@ -63,7 +63,7 @@ async fn a_result_is_queued_on_disk_as_a_unique_object_on_result() {
         ("truncated".into(), AstarteValue::Boolean(true)),
         "output beyond the message cap was cut"
     );
-    tokio::task::spawn_blocking(move || store.close())
+    tokio::task::spawn_blocking(move || store.close().unwrap())
         .await
         .unwrap();
 }

@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 use crate::interface::Retention;
 use crate::store::Loaded;
 
+pub use message::Message;
+pub use refill::refill;
+
 /// Most non-stored datastream messages kept in memory while offline.
 pub const MAX_VOLATILE_MESSAGES: usize = 10_000;
 /// Most payload bytes of non-stored datastream messages kept in memory while offline.
@@ -26,36 +29,6 @@ pub const STORED_WINDOW_MESSAGES: usize = 512;
 pub const STORED_WINDOW_BYTES: usize = 512 * 1024;
 /// Rows read from disk per refill.
 pub const REFILL_ROWS: usize = 256;
-
-/// One MQTT publish towards Astarte, already validated and encoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    /// Position in the order of accepted calls; keeps order across requeues and restarts
-    /// (0 until the queue or the store gives the message its place).
-    pub seq: u64,
-    pub interface: String,
-    pub major: u32,
-    /// Concrete path (for an object, the common prefix), always starting with `/`.
-    pub path: String,
-    /// BSON payload; empty for a property unset.
-    pub payload: Vec<u8>,
-    pub qos: u8,
-    pub retention: Retention,
-    /// Wall-clock deadline in ms since the epoch; not sent after it.
-    pub expires_at_ms: Option<i64>,
-    pub is_property: bool,
-}
-
-impl Message {
-    /// Whether the message is a row of the stored queue (removed from disk once acknowledged).
-    pub fn is_stored(&self) -> bool {
-        !self.is_property && self.retention == Retention::Stored
-    }
-
-    fn is_volatile(&self) -> bool {
-        !self.is_property && self.retention != Retention::Stored
-    }
-}
 
 #[derive(Default)]
 struct Inner {
@@ -78,7 +51,10 @@ struct Inner {
 /// Shared between the API (producer) and the MQTT session (consumer).
 pub struct Queue {
     inner: Mutex<Inner>,
+    /// Wakes the session: a message may have arrived.
     wakeup: Notify,
+    /// Wakes the refill task: the window may need rows from disk.
+    refill_wakeup: Notify,
     next_seq: Arc<AtomicU64>,
     online: AtomicBool,
     dropped_volatile: AtomicU64,
@@ -96,6 +72,7 @@ impl Queue {
         Queue {
             inner: Mutex::new(inner),
             wakeup: Notify::new(),
+            refill_wakeup: Notify::new(),
             next_seq,
             online: AtomicBool::new(false),
             dropped_volatile: AtomicU64::new(0),
@@ -135,7 +112,7 @@ impl Queue {
                     queued.payload = message.payload;
                     queued.major = message.major;
                     drop(inner);
-                    self.wakeup.notify_one();
+                    self.notify_changed();
                     return;
                 }
             }
@@ -146,7 +123,7 @@ impl Queue {
             }
             inner.insert(message);
         }
-        self.wakeup.notify_one();
+        self.notify_changed();
     }
 
     /// Takes a stored message that was just committed to disk into memory, unless the
@@ -162,11 +139,13 @@ impl Queue {
             if inner.spilled_from.is_some() || full {
                 inner.spilled_from.get_or_insert(message.seq);
                 inner.spilled_max = inner.spilled_max.max(message.seq);
+                drop(inner);
+                self.refill_wakeup.notify_one();
                 return;
             }
             inner.insert(message);
         }
-        self.wakeup.notify_one();
+        self.notify_changed();
     }
 
     /// Takes the oldest message that has not expired; expired ones are dropped with a log
@@ -174,6 +153,10 @@ impl Queue {
     /// `None` while the next message in line is still on disk.
     pub fn pop(&self, now_ms: i64, expired: &mut Vec<Message>) -> Option<Message> {
         let mut inner = self.lock();
+        if inner.spilled_from.is_some() {
+            // The window drains: the refill task looks whether it is time to read on.
+            self.refill_wakeup.notify_one();
+        }
         loop {
             let front = inner.messages.front()?;
             if inner
@@ -195,9 +178,9 @@ impl Queue {
         }
     }
 
-    /// The sequence number to read from disk from, when the session should refill the
-    /// window now (at most one refill at a time).
-    pub fn refill_needed(&self) -> Option<u64> {
+    /// The sequence number to read from disk from, when the window should be refilled now
+    /// (at most one refill at a time).
+    fn refill_needed(&self) -> Option<u64> {
         let mut inner = self.lock();
         let spilled = inner.spilled_from?;
         if inner.refill_requested {
@@ -237,7 +220,7 @@ impl Queue {
                 None
             };
         }
-        self.wakeup.notify_one();
+        self.notify_changed();
     }
 
     /// Puts back messages that were handed to a session that was lost, ahead of newer ones.
@@ -251,7 +234,7 @@ impl Queue {
                 inner.insert(message);
             }
         }
-        self.wakeup.notify_one();
+        self.notify_changed();
     }
 
     /// Drops queued property messages: a full handshake resends every property's current value.
@@ -301,6 +284,12 @@ impl Queue {
     /// Resolves when a message may have been added since the last call.
     pub async fn changed(&self) {
         self.wakeup.notified().await
+    }
+
+    /// Wakes the session (a message may be there) and the refill task (the window changed).
+    fn notify_changed(&self) {
+        self.wakeup.notify_one();
+        self.refill_wakeup.notify_one();
     }
 
     /// Drops the oldest non-stored datastream messages until `incoming` more bytes fit.
@@ -376,40 +365,7 @@ impl Inner {
     }
 }
 
-impl Message {
-    /// The row the store keeps for a stored message.
-    pub fn to_stored(&self) -> crate::store::StoredMessage {
-        crate::store::StoredMessage {
-            interface: self.interface.clone(),
-            major: self.major,
-            path: self.path.clone(),
-            payload: self.payload.clone(),
-            qos: self.qos,
-            expires_at_ms: self.expires_at_ms,
-        }
-    }
-
-    pub fn with_seq(self, seq: u64) -> Message {
-        Message { seq, ..self }
-    }
-}
-
-impl Message {
-    fn from_row(row: crate::store::QueuedRow) -> Message {
-        let stored = row.message;
-        Message {
-            seq: row.seq,
-            interface: stored.interface,
-            major: stored.major,
-            path: stored.path,
-            payload: stored.payload,
-            qos: stored.qos,
-            retention: Retention::Stored,
-            expires_at_ms: stored.expires_at_ms,
-            is_property: false,
-        }
-    }
-}
-
+mod message;
+mod refill;
 #[cfg(test)]
 mod tests;
