@@ -22,30 +22,49 @@ const OBJECT_JSON: &str = r#"{
   ]
 }"#;
 
-fn api(dir: &std::path::Path) -> DeviceApi {
-    let store = Store::open(dir, StoreOptions::default()).unwrap().store;
-    let registry = Registry::from_interfaces(vec![Interface::from_json(OBJECT_JSON).unwrap()]);
-    let properties = Arc::new(PropertyStore::load(store.clone(), Vec::new(), &registry));
-    let queue = Arc::new(Queue::new(store.sequence(), None));
-    DeviceApi::new(
-        Arc::new(LiveRegistry::new(registry, BTreeSet::new())),
-        properties,
-        queue,
-        store,
-        Topics::new("test", "AJInS0w3VpWpuOqkXhgZdA"),
-    )
+/// A device API over a temporary store, and the object `/room1` of [`OBJECT`].
+struct Room {
+    _dir: tempfile::TempDir,
+    api: DeviceApi,
+    target: ObjectTarget,
+}
+
+impl Room {
+    fn new() -> Room {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default())
+            .unwrap()
+            .store;
+        let registry = Registry::from_interfaces(vec![Interface::from_json(OBJECT_JSON).unwrap()]);
+        let properties = Arc::new(PropertyStore::load(store.clone(), Vec::new(), &registry));
+        let queue = Arc::new(Queue::new(store.sequence(), None));
+        let api = DeviceApi::new(
+            Arc::new(LiveRegistry::new(registry, BTreeSet::new())),
+            properties,
+            queue,
+            store,
+            Topics::new("test", "AJInS0w3VpWpuOqkXhgZdA"),
+        );
+        let target = api.object_datastream(OBJECT, "/room1").unwrap();
+        Room {
+            _dir: dir,
+            api,
+            target,
+        }
+    }
+
+    async fn send(&self, values: Vec<(&str, AstarteValue)>) -> Result<(), ApiError> {
+        let values = values
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
+        self.api.send_object(&self.target, values, None).await
+    }
 }
 
 #[tokio::test]
 async fn an_object_without_keys_is_an_empty_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = api(dir.path());
-    let target = api.object_datastream(OBJECT, "/room1").unwrap();
-
-    let error = api
-        .send_object(&target, Vec::new(), None)
-        .await
-        .unwrap_err();
+    let error = Room::new().send(Vec::new()).await.unwrap_err();
 
     assert!(
         matches!(&error, ApiError::EmptyObject { interface, path } if interface == OBJECT && path == "/room1"),
@@ -59,12 +78,9 @@ async fn an_object_without_keys_is_an_empty_object() {
 
 #[tokio::test]
 async fn an_object_without_a_required_key_is_missing_that_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = api(dir.path());
-    let target = api.object_datastream(OBJECT, "/room1").unwrap();
-    let values = vec![("label".to_owned(), AstarteValue::String("x".into()))];
+    let values = vec![("label", AstarteValue::String("x".into()))];
 
-    let error = api.send_object(&target, values, None).await.unwrap_err();
+    let error = Room::new().send(values).await.unwrap_err();
 
     assert!(
         matches!(&error, ApiError::MissingObjectKey { key, .. } if key == "temperature"),
@@ -78,23 +94,18 @@ async fn an_object_without_a_required_key_is_missing_that_key() {
 
 #[tokio::test]
 async fn an_object_with_its_required_key_is_queued() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = api(dir.path());
-    let target = api.object_datastream(OBJECT, "/room1").unwrap();
-    let values = vec![("temperature".to_owned(), AstarteValue::Double(21.5))];
+    let room = Room::new();
 
-    api.send_object(&target, values, None).await.unwrap();
+    room.send(vec![("temperature", AstarteValue::Double(21.5))])
+        .await
+        .unwrap();
 
-    assert_eq!(api.queued_messages(), 1);
+    assert_eq!(room.api.queued_messages(), 1);
 }
 
 #[test]
 fn an_unknown_object_key_is_still_an_unknown_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = api(dir.path());
-    let target = api.object_datastream(OBJECT, "/room1").unwrap();
-
-    let error = target.key("pressure").unwrap_err();
+    let error = Room::new().target.key("pressure").unwrap_err();
 
     assert!(matches!(error, ApiError::UnknownPath(_)), "{error:?}");
 }
