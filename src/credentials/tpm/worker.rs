@@ -113,7 +113,7 @@ impl Tpm {
                         "the TPM has not answered an earlier command yet".into(),
                     ));
                 }
-                // Unless another worker was written off meanwhile.
+                // Forget it, unless another worker was written off meanwhile.
                 self.lock()
                     .wedged
                     .take_if(|current| Arc::ptr_eq(current, &wedged));
