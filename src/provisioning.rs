@@ -10,18 +10,27 @@
 //! lifetime / 10)`. Renewing a day ahead covers Astarte's usual 91-day certificates; the
 //! tenth keeps short-lived (test) certificates usable for most of their life instead of
 //! renewing them in a loop.
+//!
+//! Here: the retry loop and one attempt. The steps are in `provisioning/`: `registration.rs`
+//! (the secret), `broker.rs` (device info and the broker), `certificate.rs` (the client
+//! certificate), `rejection.rs` (the broker refused the certificate), `token.rs` (agent
+//! tokens); `error.rs` and `failure.rs` say what went wrong and when to retry.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
-use crate::credentials::{CredentialStore, CredentialsError, CredentialsSecret, DeviceKey};
-use crate::pairing::csr::{CertificateInfo, CsrError};
-use crate::pairing::{BrokerUrl, DeviceStatus, PairingClient, PairingError};
+use crate::credentials::{CredentialStore, CredentialsSecret, DeviceKey};
+use crate::pairing::csr::CertificateInfo;
+use crate::pairing::{BrokerUrl, PairingClient};
 
+use certificate::Stored;
+pub use certificate::{RENEWAL_RETRY, renew_at, renew_fresh_at, renewal_retry_at};
+pub use error::ProvisioningError;
+pub use rejection::REJECTIONS_BEFORE_RENEWAL;
 pub use token::{NoToken, TokenError, Tokens};
 
 /// Renew at most this long before the certificate expires (see the module docs).
@@ -46,12 +55,6 @@ pub enum Phase {
     Inhibited,
 }
 
-/// Broker refusals of a certificate Pairing calls valid before a new one is requested anyway.
-pub const REJECTIONS_BEFORE_RENEWAL: u32 = 3;
-
-use certificate::Stored;
-pub use certificate::{RENEWAL_RETRY, renew_at, renew_fresh_at, renewal_retry_at};
-
 /// Everything needed to connect to the broker.
 #[derive(Debug, Clone)]
 pub struct Ready {
@@ -62,58 +65,6 @@ pub struct Ready {
     pub broker: BrokerUrl,
     /// When the certificate must be renewed (call `ensure_credentials` again then).
     pub renew_at: SystemTime,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProvisioningError {
-    #[error("provisioning was cancelled")]
-    Cancelled,
-    #[error("couldn't use the credentials store")]
-    Store { source: CredentialsError },
-    #[error("{}: no usable agent token to register with", lost.as_deref().unwrap_or("no credentials secret is stored"))]
-    NoToken {
-        /// Why a registration is needed, when the secret was lost or refused.
-        lost: Option<String>,
-        source: NoToken,
-    },
-    #[error("couldn't register the device with the agent token from {origin}")]
-    Register {
-        origin: String,
-        source: PairingError,
-    },
-    #[error(
-        "couldn't unregister the device (already registered) with the agent token from {origin}"
-    )]
-    Unregister {
-        origin: String,
-        source: PairingError,
-    },
-    #[error("Pairing refused the stored credentials secret; the next attempt registers again")]
-    SecretRefused { source: PairingError },
-    #[error("couldn't get the device info")]
-    DeviceInfo { source: PairingError },
-    #[error("couldn't obtain a certificate")]
-    RequestCertificate { source: PairingError },
-    #[error("Pairing reports the device as inhibited: credential requests are blocked")]
-    Inhibited,
-    #[error("couldn't make the certificate request")]
-    Csr { source: CsrError },
-    #[error("the credentials store task failed")]
-    StoreTask { source: tokio::task::JoinError },
-    #[error("the certificate issued by Pairing is unusable")]
-    IssuedCertificate { source: CsrError },
-    #[error("the certificate issued by Pairing names {got:?} instead of {expected:?}")]
-    WrongCommonName { expected: String, got: String },
-    #[error(
-        "the certificate issued by Pairing has already expired (not after {not_after_unix}s since 1970): check the device clock"
-    )]
-    CertificateAlreadyDue { not_after_unix: u64 },
-}
-
-impl From<CredentialsError> for ProvisioningError {
-    fn from(source: CredentialsError) -> Self {
-        ProvisioningError::Store { source }
-    }
 }
 
 /// Turns configuration into [`Ready`] credentials, retrying as long as it takes.
@@ -233,57 +184,6 @@ impl Provisioner {
         }
     }
 
-    /// Forgets the stored certificate (the broker refused it); the next
-    /// [`Provisioner::ensure_credentials`] requests a new one even if forgetting fails.
-    pub async fn invalidate_certificate(&mut self) {
-        self.force_new_certificate = true;
-        let forgotten = self.on_store(|store| store.forget_certificate()).await;
-        if let Err(err) = forgotten.and_then(|forgotten| forgotten.map_err(ProvisioningError::from))
-        {
-            warn!(error = %crate::error_chain::error_chain(&err), "couldn't remove the refused certificate");
-        }
-    }
-
-    /// The broker refused the certificate of `ready`. As Astarte's guide recommends, ask
-    /// Pairing whether it is still valid: only then is a new one requested (each request
-    /// revokes the previous certificate). If Pairing can't tell, the certificate is kept.
-    /// Pairing does not check revocation, so after `REJECTIONS_BEFORE_RENEWAL` refusals in a
-    /// row a new certificate is requested anyway.
-    pub async fn certificate_rejected(&mut self, ready: &Ready, consecutive: u32) {
-        if consecutive >= REJECTIONS_BEFORE_RENEWAL {
-            warn!(
-                consecutive,
-                "the broker keeps refusing the certificate; requesting a new one"
-            );
-            self.invalidate_certificate().await;
-            return;
-        }
-        match self
-            .client
-            .verify_certificate(&ready.secret, &ready.cert_pem)
-            .await
-        {
-            // The secret can't renew it either: register again, then get a new certificate.
-            Err(source) if source.refuses_credentials() => {
-                warn!(error = %crate::error_chain::error_chain(&source), "the broker refused the certificate and Pairing refuses the credentials secret");
-                let _ = self.secret_refused(source);
-                self.invalidate_certificate().await;
-            }
-            Ok(false) => {
-                info!(
-                    "Pairing confirms the certificate is no longer valid; a new one will be requested"
-                );
-                self.invalidate_certificate().await;
-            }
-            Ok(true) => warn!(
-                "the broker refused a certificate Pairing still considers valid (check the broker's CA and the device clock); retrying with it"
-            ),
-            Err(err) => {
-                warn!(error = %crate::error_chain::error_chain(&err), "couldn't verify the refused certificate with Pairing; retrying with it")
-            }
-        }
-    }
-
     /// Runs a credentials store operation (fsynced files, maybe a TPM) off the async runtime.
     async fn on_store<T: Send + 'static>(
         &self,
@@ -339,36 +239,6 @@ impl Provisioner {
         })
     }
 
-    /// The broker from device info (which also tells whether the device is inhibited). When
-    /// Pairing is only temporarily unreachable, the broker it named last time will do.
-    async fn broker(&mut self, secret: &CredentialsSecret) -> Result<BrokerUrl, ProvisioningError> {
-        match self.client.device_info(secret).await {
-            Ok(info) if info.status == DeviceStatus::Inhibited => Err(ProvisioningError::Inhibited),
-            Ok(info) => {
-                let broker = info.broker_url.to_string();
-                let saved = self.on_store(move |store| store.save_broker(&broker)).await;
-                if let Err(err) = saved.and_then(|saved| saved.map_err(ProvisioningError::from)) {
-                    warn!(error = %crate::error_chain::error_chain(&err), "couldn't remember the broker URL");
-                }
-                Ok(info.broker_url)
-            }
-            Err(source) if source.is_retryable() => {
-                let cached = self.on_store(|store| store.load_broker()).await;
-                // Saved as `host:port` (BrokerUrl's display form).
-                let parsed = |text: String| BrokerUrl::parse(&format!("mqtts://{text}")).ok();
-                match cached.map(|loaded| loaded.map(|text| text.and_then(parsed))) {
-                    Ok(Ok(Some(cached))) => {
-                        warn!(error = %crate::error_chain::error_chain(&source), broker = %cached, "Pairing is unreachable; using the broker it named last time");
-                        Ok(cached)
-                    }
-                    _ => Err(ProvisioningError::DeviceInfo { source }),
-                }
-            }
-            Err(source) if source.refuses_credentials() => Err(self.secret_refused(source)),
-            Err(source) => Err(ProvisioningError::DeviceInfo { source }),
-        }
-    }
-
     fn common_name(&self) -> String {
         format!("{}/{}", self.client.realm(), self.client.device_id())
     }
@@ -409,9 +279,12 @@ pub(crate) fn unix_secs(time: SystemTime) -> u64 {
         .map_or(0, |since| since.as_secs())
 }
 
+mod broker;
 mod certificate;
+mod error;
 mod failure;
 mod registration;
+mod rejection;
 #[cfg(test)]
 mod tests;
 mod token;

@@ -4,7 +4,8 @@ use crate::data::payload;
 use crate::properties::PropertyStoreError;
 use crate::store::StoreError;
 
-/// Each variant becomes `org.astarte_platform.Agent1.Error.<Variant>` (see `dbus/error.rs`).
+/// Each variant becomes `org.astarte_platform.Agent1.Error.<Variant>`, unless its doc names
+/// another error (see `dbus/error.rs`).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(
@@ -13,6 +14,16 @@ pub enum ApiError {
     UnknownInterface(String),
     #[error("{0}")]
     UnknownPath(String),
+    /// `SendObject` with no key at all. D-Bus: `UnknownPath`.
+    #[error("{interface}{path}: an object needs at least one key")]
+    EmptyObject { interface: String, path: String },
+    /// `SendObject` without a key whose mapping is `required`. D-Bus: `UnknownPath`.
+    #[error("{interface}{path}: required object key {key:?} is missing")]
+    MissingObjectKey {
+        interface: String,
+        path: String,
+        key: String,
+    },
     #[error("{0}")]
     WrongType(String),
     #[error("{0}")]

@@ -132,9 +132,10 @@ impl DeviceApi {
         let name = &target.interface.name;
         let path = &target.path;
         if values.is_empty() {
-            return Err(ApiError::UnknownPath(format!(
-                "{name}{path}: an object needs at least one key"
-            )));
+            return Err(ApiError::EmptyObject {
+                interface: name.clone(),
+                path: path.clone(),
+            });
         }
         for (key, value) in &values {
             require_mapping_type(target.key(key)?, value)?;
@@ -143,9 +144,11 @@ impl DeviceApi {
             .mappings()
             .find(|(key, mapping)| mapping.required && !values.iter().any(|(name, _)| name == key))
         {
-            return Err(ApiError::UnknownPath(format!(
-                "{name}{path}: required object key {key:?} is missing"
-            )));
+            return Err(ApiError::MissingObjectKey {
+                interface: name.clone(),
+                path: path.clone(),
+                key: key.to_owned(),
+            });
         }
         let Some((_, first)) = target.mappings().next() else {
             return Err(ApiError::UnknownPath(format!("{name}{path}: no mapping")));
@@ -305,3 +308,6 @@ fn require_mapping_type(mapping: &Mapping, value: &AstarteValue) -> Result<(), A
         value.mapping_type()
     )))
 }
+
+#[cfg(test)]
+mod tests;

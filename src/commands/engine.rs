@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::REQUESTS_INTERFACE;
-use super::handlers::{HandlerError, HandlerRequest};
+use super::handlers::{Completion, HandlerError, HandlerRequest};
 use super::options::{CommandSpec, CommandsOptions};
 use super::request::CommandRequest;
 use super::result::{CommandResult, Status};
@@ -47,11 +47,8 @@ pub enum Input {
     },
     /// A handler reports the end of a command it was given.
     Complete {
-        id: String,
         owner: String,
-        exit_code: i32,
-        stdout: String,
-        stderr: String,
+        completion: Completion,
         reply: oneshot::Sender<Result<(), HandlerError>>,
     },
     /// A handler's connection went away: its registrations end and its unfinished
@@ -206,14 +203,11 @@ impl<S: ResultSink> Engine<S> {
                 self.start_ready().await;
             }
             Input::Complete {
-                id,
                 owner,
-                exit_code,
-                stdout,
-                stderr,
+                completion,
                 reply,
             } => {
-                let outcome = self.complete(&id, &owner, exit_code, stdout, stderr).await;
+                let outcome = self.complete(&owner, completion).await;
                 let _ = reply.send(outcome);
             }
             Input::HandlerGone { owner, detail } => self.handler_gone(&owner, &detail).await,

@@ -29,6 +29,44 @@ pub struct HandlerRequest {
     pub args: Vec<String>,
 }
 
+/// `Complete(id, exit_code, stdout, stderr)`: a handler reports how a command it was given
+/// ended (D-Bus keeps the four arguments; see `dbus/commands.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub id: String,
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Completion {
+    /// The final result: `completed` for exit code 0, else `failed`; the output is cut like a
+    /// configured command's.
+    pub(super) fn into_result(self, timestamp_ms: i64) -> CommandResult {
+        let (stdout, stdout_cut) = text_of(self.stdout.as_bytes(), false, DEFAULT_MAX_OUTPUT_BYTES);
+        let (stderr, stderr_cut) = text_of(self.stderr.as_bytes(), false, DEFAULT_MAX_OUTPUT_BYTES);
+        let exit_code = self.exit_code;
+        let (status, detail) = if exit_code == 0 {
+            (Status::Completed, String::new())
+        } else {
+            (
+                Status::Failed,
+                format!("the handler reported exit code {exit_code}"),
+            )
+        };
+        CommandResult {
+            id: self.id,
+            status,
+            exit_code,
+            stdout,
+            stderr,
+            truncated: stdout_cut || stderr_cut,
+            detail,
+            timestamp_ms,
+        }
+    }
+}
+
 /// Why a handler's call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
@@ -111,42 +149,21 @@ impl<S: ResultSink> Engine<S> {
         self.dispatch.send(request).is_ok()
     }
 
-    /// `Complete(id, exit_code, stdout, stderr)` from the app `owner`.
+    /// `Complete` from the app `owner`.
     pub(super) async fn complete(
         &mut self,
-        id: &str,
         owner: &str,
-        exit_code: i32,
-        stdout: String,
-        stderr: String,
+        completion: Completion,
     ) -> Result<(), HandlerError> {
+        let id = completion.id.as_str();
         let mine = self.running.get(id).is_some_and(
             |running| matches!(&running.executor, Executor::Handler(handler) if handler == owner),
         );
         let Some(running) = mine.then(|| self.running.remove(id)).flatten() else {
-            return Err(HandlerError::NotRunning(id.to_owned()));
+            return Err(HandlerError::NotRunning(completion.id));
         };
-        let (stdout, stdout_cut) = text_of(stdout.as_bytes(), false, DEFAULT_MAX_OUTPUT_BYTES);
-        let (stderr, stderr_cut) = text_of(stderr.as_bytes(), false, DEFAULT_MAX_OUTPUT_BYTES);
-        let (status, detail) = if exit_code == 0 {
-            (Status::Completed, String::new())
-        } else {
-            (
-                Status::Failed,
-                format!("the handler reported exit code {exit_code}"),
-            )
-        };
-        let result = CommandResult {
-            id: id.to_owned(),
-            status,
-            exit_code,
-            stdout,
-            stderr,
-            truncated: stdout_cut || stderr_cut,
-            detail,
-            timestamp_ms: now_ms(),
-        };
-        self.finish(&running.name, result).await;
+        self.finish(&running.name, completion.into_result(now_ms()))
+            .await;
         self.start_ready().await;
         Ok(())
     }

@@ -10,7 +10,8 @@
 //!   group killed on timeout).
 //! - [`CommandResult`]: a result, always small enough for Astarte's message cap.
 //! - [`ResultSink`]: where results go ([`DeviceApiSink`] queues them as stored messages).
-//! - [`HandlerRequest`]: a command for an app that handles it over D-Bus.
+//! - [`HandlerRequest`]: a command for an app that handles it over D-Bus; [`Completion`]: the
+//!   app's report of how it ended.
 
 mod engine;
 pub mod exec;
@@ -28,7 +29,7 @@ mod tests;
 use tokio::sync::{mpsc, oneshot};
 
 pub use engine::{DEFAULT_HANDLER_GRACE, Engine, Executor, INPUT_QUEUE, Input};
-pub use handlers::{HandlerError, HandlerRequest, MAX_HANDLERS, MAX_HANDLERS_PER_APP};
+pub use handlers::{Completion, HandlerError, HandlerRequest, MAX_HANDLERS, MAX_HANDLERS_PER_APP};
 pub use options::{
     CommandSpec, CommandsOptions, DEFAULT_LEDGER_MAX_AGE_DAYS, DEFAULT_LEDGER_MAX_ENTRIES,
     DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT_SECONDS, compile_args_pattern,
@@ -135,22 +136,12 @@ impl CommandsHandle {
     }
 
     /// `Complete(id, exit_code, stdout, stderr)` from the app `owner`.
-    pub async fn complete(
-        &self,
-        id: &str,
-        owner: &str,
-        exit_code: i32,
-        stdout: String,
-        stderr: String,
-    ) -> Result<(), HandlerError> {
+    pub async fn complete(&self, owner: &str, completion: Completion) -> Result<(), HandlerError> {
         let (reply, answer) = oneshot::channel();
         self.call(
             Input::Complete {
-                id: id.to_owned(),
                 owner: owner.to_owned(),
-                exit_code,
-                stdout,
-                stderr,
+                completion,
                 reply,
             },
             answer,

@@ -33,7 +33,7 @@ const CERT_FILE: &str = "client.crt";
 const BROKER_FILE: &str = "broker";
 /// Written by a clean stop when the broker's session may be resumed (`transport::resume`).
 pub const MQTT_SESSION_FILE: &str = "mqtt-session";
-/// Present while a recovery is under way (see `provisioning::recovery`).
+/// Present while a recovery is under way (see `provisioning::registration`).
 const RECOVERY_MARKER: &str = "recovering";
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;

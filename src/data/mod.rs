@@ -1,6 +1,7 @@
 //! Astarte values: type checks and limits, BSON payloads, purge lists, D-Bus conversion.
 
 pub mod dbus;
+mod format;
 pub mod payload;
 pub mod purge;
 pub mod value;

@@ -14,7 +14,9 @@ use zbus::names::BusName;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
 
-use crate::commands::{CommandResult, CommandsHandle, HandlerError, HandlerRequest, ResultSink};
+use crate::commands::{
+    CommandResult, CommandsHandle, Completion, HandlerError, HandlerRequest, ResultSink,
+};
 use crate::dbus::OBJECT_PATH;
 use crate::dbus::error::AgentError;
 
@@ -87,10 +89,13 @@ impl CommandsService {
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), AgentError> {
         let owner = caller(&header)?;
-        Ok(self
-            .handle()?
-            .complete(id, &owner, exit_code, stdout, stderr)
-            .await?)
+        let completion = Completion {
+            id: id.to_owned(),
+            exit_code,
+            stdout,
+            stderr,
+        };
+        Ok(self.handle()?.complete(&owner, completion).await?)
     }
 
     /// The recent ledger, oldest first: id, command name, status, received_at_ms.

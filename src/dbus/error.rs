@@ -11,7 +11,8 @@ pub enum AgentError {
     ZBus(zbus::Error),
     /// The interface is not among the agent's interfaces.
     UnknownInterface(String),
-    /// The path matches no mapping of the interface (or no object endpoint prefix).
+    /// The path matches no mapping of the interface (or no object endpoint prefix), or an
+    /// object is empty or lacks a required key.
     UnknownPath(String),
     /// The variant's D-Bus type does not match the mapping's Astarte type.
     WrongType(String),
@@ -58,7 +59,9 @@ impl From<ApiError> for AgentError {
         let message = crate::error_chain::error_chain(&error);
         match error {
             ApiError::UnknownInterface(_) => AgentError::UnknownInterface(message),
-            ApiError::UnknownPath(_) => AgentError::UnknownPath(message),
+            ApiError::UnknownPath(_)
+            | ApiError::EmptyObject { .. }
+            | ApiError::MissingObjectKey { .. } => AgentError::UnknownPath(message),
             ApiError::WrongType(_) => AgentError::WrongType(message),
             ApiError::OutOfRange(_) => AgentError::OutOfRange(message),
             ApiError::WrongOwnership { .. } => AgentError::WrongOwnership(message),
@@ -95,6 +98,40 @@ impl From<ConversionError> for AgentError {
         match error {
             ConversionError::WrongType { .. } => AgentError::WrongType(message),
             _ => AgentError::OutOfRange(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both object refusals keep the D-Bus name they always had (docs/dbus-api.md).
+    #[test]
+    fn empty_objects_and_missing_object_keys_are_unknown_paths_on_d_bus() {
+        let empty = ApiError::EmptyObject {
+            interface: "org.example.Object".into(),
+            path: "/room1".into(),
+        };
+        let missing = ApiError::MissingObjectKey {
+            interface: "org.example.Object".into(),
+            path: "/room1".into(),
+            key: "temperature".into(),
+        };
+        for (error, expected) in [
+            (
+                empty,
+                "org.example.Object/room1: an object needs at least one key",
+            ),
+            (
+                missing,
+                "org.example.Object/room1: required object key \"temperature\" is missing",
+            ),
+        ] {
+            match AgentError::from(error) {
+                AgentError::UnknownPath(message) => assert_eq!(message, expected),
+                other => panic!("{other:?}"),
+            }
         }
     }
 }

@@ -78,10 +78,8 @@ impl PairingClient {
     /// credentials secret. Any 422 is [`PairingError::AlreadyRegistered`].
     pub async fn register(&self, agent_token: &str) -> Result<CredentialsSecret, PairingError> {
         let url = self.url(&["agent", "devices"]);
-        let body = Data {
-            data: RegisterRequest {
-                hw_id: &self.device_id,
-            },
+        let body = RegisterRequest {
+            hw_id: &self.device_id,
         };
         let answer: RegisterResponse = self
             .call(Method::POST, url, agent_token, Some(&body), true)
@@ -123,12 +121,8 @@ impl PairingClient {
         secret: &CredentialsSecret,
         csr_pem: &str,
     ) -> Result<String, PairingError> {
-        let url = self.url(&self.credentials_path(false));
-        let body = Data {
-            data: CsrRequest { csr: csr_pem },
-        };
         let answer: CertificateResponse = self
-            .call(Method::POST, url, secret.expose(), Some(&body), false)
+            .post_credentials(secret, &[], &CsrRequest { csr: csr_pem })
             .await?;
         let count = CertificateDer::pem_slice_iter(answer.client_crt.as_bytes())
             .try_fold(0usize, |n, cert| cert.map(|_| n + 1))
@@ -149,19 +143,21 @@ impl PairingClient {
         secret: &CredentialsSecret,
         cert_pem: &str,
     ) -> Result<bool, PairingError> {
-        let url = self.url(&self.credentials_path(true));
-        let body = Data {
-            data: VerifyRequest {
-                client_crt: cert_pem,
-            },
+        let body = VerifyRequest {
+            client_crt: cert_pem,
         };
-        let answer: VerifyResponse = self
-            .call(Method::POST, url, secret.expose(), Some(&body), false)
-            .await?;
+        let answer: VerifyResponse = self.post_credentials(secret, &["verify"], &body).await?;
         Ok(answer.valid)
     }
 
-    fn credentials_path(&self, verify: bool) -> Vec<&str> {
+    /// `POST devices/<id>/protocols/astarte_mqtt_v1/credentials[/<more>…]` with the
+    /// credentials secret: certificate requests and checks.
+    async fn post_credentials<T: DeserializeOwned, B: Serialize>(
+        &self,
+        secret: &CredentialsSecret,
+        more: &[&str],
+        body: &B,
+    ) -> Result<T, PairingError> {
         let mut path = vec![
             "devices",
             self.device_id.as_str(),
@@ -169,10 +165,10 @@ impl PairingClient {
             "astarte_mqtt_v1",
             "credentials",
         ];
-        if verify {
-            path.push("verify");
-        }
-        path
+        path.extend(more);
+        let url = self.url(&path);
+        self.call(Method::POST, url, secret.expose(), Some(body), false)
+            .await
     }
 
     /// `<base>/v1/<realm>/<segments…>`, each segment percent-encoded as needed.
@@ -187,7 +183,8 @@ impl PairingClient {
         url
     }
 
-    /// One request whose answer is Astarte's `{"data": ...}` envelope around a `T`.
+    /// One request whose body and answer are Astarte's `{"data": ...}` envelope around a `B`
+    /// and a `T`.
     async fn call<T: DeserializeOwned, B: Serialize>(
         &self,
         method: Method,
@@ -206,7 +203,8 @@ impl PairingClient {
             })
     }
 
-    /// One request: a success status and its body, or the error the status means.
+    /// One request (its body wrapped in `{"data": ...}`): a success status and its body, or
+    /// the error the status means.
     async fn exchange<B: Serialize>(
         &self,
         method: Method,
@@ -223,8 +221,8 @@ impl PairingClient {
             .request(method, url)
             .header(AUTHORIZATION, auth)
             .header(ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
+        if let Some(data) = body {
+            request = request.json(&Data { data });
         }
         let response = request
             .send()

@@ -5,6 +5,15 @@ use super::*;
 const APP: &str = ":1.42";
 const OTHER_APP: &str = ":1.43";
 
+fn completion(id: &str, exit_code: i32, stdout: &str) -> Completion {
+    Completion {
+        id: id.into(),
+        exit_code,
+        stdout: stdout.into(),
+        stderr: String::new(),
+    }
+}
+
 #[tokio::test]
 async fn a_handler_gets_its_commands_only_and_completes_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -32,14 +41,14 @@ async fn a_handler_gets_its_commands_only_and_completes_them() {
     assert_eq!(
         engine
             .handle
-            .complete("1", OTHER_APP, 0, String::new(), String::new())
+            .complete(OTHER_APP, completion("1", 0, ""))
             .await,
         Err(HandlerError::NotRunning("1".into())),
         "another app can't complete it"
     );
     engine
         .handle
-        .complete("1", APP, 0, "hello world\n".into(), String::new())
+        .complete(APP, completion("1", 0, "hello world\n"))
         .await
         .unwrap();
     let results = engine.until_final("1").await;
@@ -53,10 +62,7 @@ async fn a_handler_gets_its_commands_only_and_completes_them() {
     );
     assert_eq!(results[2].stdout, "hello world\n");
     assert_eq!(
-        engine
-            .handle
-            .complete("1", APP, 0, String::new(), String::new())
-            .await,
+        engine.handle.complete(APP, completion("1", 0, "")).await,
         Err(HandlerError::NotRunning("1".into())),
         "a finished command can't complete again"
     );
@@ -191,4 +197,30 @@ async fn during_the_start_up_grace_a_command_waits_for_its_handler() {
         ("1", APP)
     );
     engine.stop().await;
+}
+
+#[test]
+fn a_completion_is_completed_for_exit_code_0_else_failed_and_its_output_is_cut() {
+    let done = completion("1", 0, "ok").into_result(7);
+    assert_eq!(
+        (
+            done.status,
+            done.exit_code,
+            done.stdout.as_str(),
+            done.detail.as_str()
+        ),
+        (Status::Completed, 0, "ok", "")
+    );
+    assert_eq!(done.timestamp_ms, 7);
+
+    let mut long = completion("2", 3, &"x".repeat(DEFAULT_MAX_OUTPUT_BYTES + 1));
+    long.stderr = "oops".into();
+    let failed = long.into_result(8);
+    assert_eq!(
+        (failed.status, failed.exit_code, failed.detail.as_str()),
+        (Status::Failed, 3, "the handler reported exit code 3")
+    );
+    assert_eq!(failed.stdout.len(), DEFAULT_MAX_OUTPUT_BYTES);
+    assert_eq!(failed.stderr, "oops");
+    assert!(failed.truncated);
 }

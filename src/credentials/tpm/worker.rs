@@ -113,14 +113,10 @@ impl Tpm {
                         "the TPM has not answered an earlier command yet".into(),
                     ));
                 }
-                let mut state = self.lock();
-                if state
+                // Forget it, unless another worker was written off meanwhile.
+                self.lock()
                     .wedged
-                    .as_ref()
-                    .is_some_and(|current| Arc::ptr_eq(current, &wedged))
-                {
-                    state.wedged = None;
-                }
+                    .take_if(|current| Arc::ptr_eq(current, &wedged));
                 continue;
             }
             let worker = match &mut state.worker {
@@ -135,31 +131,29 @@ impl Tpm {
     /// queue is drained) and wait for it to end before starting another.
     fn write_off(&self, ended: &Arc<Ended>) {
         let mut state = self.lock();
-        if state
-            .worker
-            .as_ref()
-            .is_some_and(|worker| Arc::ptr_eq(&worker.ended, ended))
-        {
-            state.worker = None;
+        if state.forget(ended) {
             state.wedged = Some(ended.clone());
         }
     }
 
     /// The worker behind `ended` died (a panic in the TSS bindings): forget it.
     fn lost(&self, ended: &Arc<Ended>) -> Failure {
-        let mut state = self.lock();
-        if state
-            .worker
-            .as_ref()
-            .is_some_and(|worker| Arc::ptr_eq(&worker.ended, ended))
-        {
-            state.worker = None;
-        }
+        self.lock().forget(ended);
         Failure::Unreachable("the TPM worker thread stopped unexpectedly".into())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Forgets the current worker if it is the one behind `ended` (not one started since);
+    /// whether it was.
+    fn forget(&mut self, ended: &Arc<Ended>) -> bool {
+        self.worker
+            .take_if(|worker| Arc::ptr_eq(&worker.ended, ended))
+            .is_some()
     }
 }
 

@@ -6,6 +6,7 @@
 use thiserror::Error;
 use zbus::zvariant::{OwnedValue, Signature, Str, Value};
 
+use super::format::{self, Convert, Format};
 use super::value::{AstarteValue, ValueError};
 use crate::interface::MappingType;
 
@@ -67,30 +68,7 @@ pub fn from_variant(
         Value::Value(inner) => inner.as_ref(),
         other => other,
     };
-    let converted = match expected {
-        MappingType::Double => AstarteValue::Double(scalar(value, expected, double)?),
-        MappingType::Integer => AstarteValue::Integer(scalar(value, expected, integer)?),
-        MappingType::Boolean => AstarteValue::Boolean(scalar(value, expected, boolean)?),
-        MappingType::LongInteger => {
-            AstarteValue::LongInteger(scalar(value, expected, long_integer)?)
-        }
-        MappingType::String => AstarteValue::String(scalar(value, expected, string)?),
-        MappingType::BinaryBlob => AstarteValue::BinaryBlob(scalar(value, expected, bytes)?),
-        MappingType::DateTime => AstarteValue::DateTime(scalar(value, expected, long_integer)?),
-        MappingType::DoubleArray => AstarteValue::DoubleArray(array(value, expected, double)?),
-        MappingType::IntegerArray => AstarteValue::IntegerArray(array(value, expected, integer)?),
-        MappingType::BooleanArray => AstarteValue::BooleanArray(array(value, expected, boolean)?),
-        MappingType::LongIntegerArray => {
-            AstarteValue::LongIntegerArray(array(value, expected, long_integer)?)
-        }
-        MappingType::StringArray => AstarteValue::StringArray(array(value, expected, string)?),
-        MappingType::BinaryBlobArray => {
-            AstarteValue::BinaryBlobArray(array(value, expected, bytes)?)
-        }
-        MappingType::DateTimeArray => {
-            AstarteValue::DateTimeArray(array(value, expected, long_integer)?)
-        }
-    };
+    let converted = format::read(value, expected)?;
     converted
         .check()
         .map_err(|err| limit_error(err.innermost(), expected))?;
@@ -154,12 +132,10 @@ fn limit_error(err: &ValueError, expected: MappingType) -> ConversionError {
 }
 
 /// Why one D-Bus value does not convert: a type mismatch, or an integer that does not fit.
-enum Mismatch {
+pub(super) enum Mismatch {
     Type,
     OutOfRange(i128),
 }
-
-type Convert<T> = fn(&Value<'_>) -> Result<T, Mismatch>;
 
 fn mismatch_error(mismatch: Mismatch, value: &Value<'_>, expected: MappingType) -> ConversionError {
     match mismatch {
@@ -172,37 +148,94 @@ fn mismatch_error(mismatch: Mismatch, value: &Value<'_>, expected: MappingType) 
     }
 }
 
-fn scalar<T>(
-    value: &Value<'_>,
-    expected: MappingType,
-    convert: Convert<T>,
-) -> Result<T, ConversionError> {
-    convert(value).map_err(|mismatch| mismatch_error(mismatch, value, expected))
-}
+/// Integer-like types accept any D-Bus integer that fits; `datetime` is an `x`.
+impl<'a> Format for &'a Value<'a> {
+    type Error = ConversionError;
+    type Mismatch = Mismatch;
 
-/// Items convert with the scalar rules. The element signature is checked first so that an
-/// empty array of the wrong element type is still a wrong type.
-fn array<T>(
-    value: &Value<'_>,
-    expected: MappingType,
-    convert: Convert<T>,
-) -> Result<Vec<T>, ConversionError> {
-    let wrong_type = || mismatch_error(Mismatch::Type, value, expected);
-    let Value::Array(items) = value else {
-        return Err(wrong_type());
-    };
-    if !element_signature_fits(&items.element_signature().to_string(), expected) {
-        return Err(wrong_type());
+    fn scalar<T>(
+        self,
+        expected: MappingType,
+        convert: Convert<Self, T>,
+    ) -> Result<T, ConversionError> {
+        convert(self).map_err(|mismatch| mismatch_error(mismatch, self, expected))
     }
-    items
-        .iter()
-        .map(|item| {
-            convert(item).map_err(|mismatch| match mismatch {
-                Mismatch::Type => wrong_type(),
-                Mismatch::OutOfRange(value) => ConversionError::OutOfRange { expected, value },
+
+    /// Items convert with the scalar rules. The element signature is checked first so that an
+    /// empty array of the wrong element type is still a wrong type.
+    fn array<T>(
+        self,
+        expected: MappingType,
+        convert: Convert<Self, T>,
+    ) -> Result<Vec<T>, ConversionError> {
+        let wrong_type = || mismatch_error(Mismatch::Type, self, expected);
+        let Value::Array(items) = self else {
+            return Err(wrong_type());
+        };
+        if !element_signature_fits(&items.element_signature().to_string(), expected) {
+            return Err(wrong_type());
+        }
+        items
+            .iter()
+            .map(|item| {
+                convert(item).map_err(|mismatch| match mismatch {
+                    Mismatch::Type => wrong_type(),
+                    Mismatch::OutOfRange(value) => ConversionError::OutOfRange { expected, value },
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
+
+    fn double(self) -> Result<f64, Mismatch> {
+        match *self {
+            Value::F64(v) => Ok(v),
+            _ => Err(Mismatch::Type),
+        }
+    }
+
+    fn integer(self) -> Result<i32, Mismatch> {
+        let n = integer_of(self)?;
+        i32::try_from(n).map_err(|_| Mismatch::OutOfRange(n))
+    }
+
+    fn boolean(self) -> Result<bool, Mismatch> {
+        match *self {
+            Value::Bool(v) => Ok(v),
+            _ => Err(Mismatch::Type),
+        }
+    }
+
+    fn long_integer(self) -> Result<i64, Mismatch> {
+        let n = integer_of(self)?;
+        i64::try_from(n).map_err(|_| Mismatch::OutOfRange(n))
+    }
+
+    fn string(self) -> Result<String, Mismatch> {
+        match self {
+            Value::Str(v) => Ok(v.as_str().to_owned()),
+            _ => Err(Mismatch::Type),
+        }
+    }
+
+    fn binary_blob(self) -> Result<Vec<u8>, Mismatch> {
+        let Value::Array(items) = self else {
+            return Err(Mismatch::Type);
+        };
+        if *items.element_signature() != Signature::U8 {
+            return Err(Mismatch::Type);
+        }
+        items
+            .iter()
+            .map(|item| match *item {
+                Value::U8(byte) => Ok(byte),
+                _ => Err(Mismatch::Type),
+            })
+            .collect()
+    }
+
+    fn date_time(self) -> Result<i64, Mismatch> {
+        self.long_integer()
+    }
 }
 
 const INTEGER_SIGNATURES: [&str; 7] = ["y", "n", "q", "i", "u", "x", "t"];
@@ -227,53 +260,6 @@ fn integer_of(value: &Value<'_>) -> Result<i128, Mismatch> {
         Value::U64(v) => v.into(),
         _ => return Err(Mismatch::Type),
     })
-}
-
-fn integer(value: &Value<'_>) -> Result<i32, Mismatch> {
-    let n = integer_of(value)?;
-    i32::try_from(n).map_err(|_| Mismatch::OutOfRange(n))
-}
-
-fn long_integer(value: &Value<'_>) -> Result<i64, Mismatch> {
-    let n = integer_of(value)?;
-    i64::try_from(n).map_err(|_| Mismatch::OutOfRange(n))
-}
-
-fn double(value: &Value<'_>) -> Result<f64, Mismatch> {
-    match *value {
-        Value::F64(v) => Ok(v),
-        _ => Err(Mismatch::Type),
-    }
-}
-
-fn boolean(value: &Value<'_>) -> Result<bool, Mismatch> {
-    match *value {
-        Value::Bool(v) => Ok(v),
-        _ => Err(Mismatch::Type),
-    }
-}
-
-fn string(value: &Value<'_>) -> Result<String, Mismatch> {
-    match value {
-        Value::Str(v) => Ok(v.as_str().to_owned()),
-        _ => Err(Mismatch::Type),
-    }
-}
-
-fn bytes(value: &Value<'_>) -> Result<Vec<u8>, Mismatch> {
-    let Value::Array(items) = value else {
-        return Err(Mismatch::Type);
-    };
-    if *items.element_signature() != Signature::U8 {
-        return Err(Mismatch::Type);
-    }
-    items
-        .iter()
-        .map(|item| match *item {
-            Value::U8(byte) => Ok(byte),
-            _ => Err(Mismatch::Type),
-        })
-        .collect()
 }
 
 #[cfg(test)]

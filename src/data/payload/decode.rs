@@ -6,6 +6,7 @@
 use bson::{RawBsonRef, RawDocument};
 
 use super::{PayloadError, bson_type_name};
+use crate::data::format::{self, Convert, Format};
 use crate::data::value::{AstarteValue, ValueError};
 use crate::interface::MappingType;
 
@@ -118,139 +119,120 @@ fn parse_envelope(payload: &[u8]) -> Result<Envelope<'_>, PayloadError> {
 }
 
 fn decode_value(bson: RawBsonRef<'_>, expected: MappingType) -> Result<AstarteValue, PayloadError> {
-    let value = match expected {
-        MappingType::Double => AstarteValue::Double(scalar(bson, expected, double)?),
-        MappingType::Integer => AstarteValue::Integer(scalar(bson, expected, integer)?),
-        MappingType::Boolean => AstarteValue::Boolean(scalar(bson, expected, boolean)?),
-        MappingType::LongInteger => {
-            AstarteValue::LongInteger(scalar(bson, expected, long_integer)?)
-        }
-        MappingType::String => AstarteValue::String(scalar(bson, expected, string)?),
-        MappingType::BinaryBlob => AstarteValue::BinaryBlob(scalar(bson, expected, binary)?),
-        MappingType::DateTime => AstarteValue::DateTime(scalar(bson, expected, date_time)?),
-        MappingType::DoubleArray => AstarteValue::DoubleArray(array(bson, expected, double)?),
-        MappingType::IntegerArray => AstarteValue::IntegerArray(array(bson, expected, integer)?),
-        MappingType::BooleanArray => AstarteValue::BooleanArray(array(bson, expected, boolean)?),
-        MappingType::LongIntegerArray => {
-            AstarteValue::LongIntegerArray(array(bson, expected, long_integer)?)
-        }
-        MappingType::StringArray => AstarteValue::StringArray(array(bson, expected, string)?),
-        MappingType::BinaryBlobArray => {
-            AstarteValue::BinaryBlobArray(array(bson, expected, binary)?)
-        }
-        MappingType::DateTimeArray => {
-            AstarteValue::DateTimeArray(array(bson, expected, date_time)?)
-        }
-    };
+    let value = format::read(bson, expected)?;
     value.check()?;
     Ok(value)
 }
 
-/// Why one BSON scalar does not convert: a type mismatch, or a value the type cannot hold.
-enum Mismatch {
+/// Why one BSON element does not convert: a type mismatch, or a value the type cannot hold.
+pub(in crate::data) enum Mismatch {
     Type,
     Value(ValueError),
 }
 
-type Convert<T> = fn(RawBsonRef<'_>) -> Result<T, Mismatch>;
+/// The leniency is in the element converters: see [`decode_individual`].
+impl<'a> Format for RawBsonRef<'a> {
+    type Error = PayloadError;
+    type Mismatch = Mismatch;
 
-fn scalar<T>(
-    bson: RawBsonRef<'_>,
-    expected: MappingType,
-    convert: Convert<T>,
-) -> Result<T, PayloadError> {
-    convert(bson).map_err(|mismatch| match mismatch {
-        Mismatch::Type => PayloadError::WrongType {
-            expected,
-            found: bson_type_name(bson.element_type()),
-        },
-        Mismatch::Value(err) => err.into(),
-    })
-}
-
-fn array<T>(
-    bson: RawBsonRef<'_>,
-    expected: MappingType,
-    convert: Convert<T>,
-) -> Result<Vec<T>, PayloadError> {
-    let RawBsonRef::Array(items) = bson else {
-        return Err(PayloadError::WrongType {
-            expected,
-            found: bson_type_name(bson.element_type()),
-        });
-    };
-    let mut values = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let item = item.map_err(PayloadError::Malformed)?;
-        let value = convert(item).map_err(|mismatch| match mismatch {
-            Mismatch::Type => PayloadError::WrongElementType {
+    fn scalar<T>(
+        self,
+        expected: MappingType,
+        convert: Convert<Self, T>,
+    ) -> Result<T, PayloadError> {
+        convert(self).map_err(|mismatch| match mismatch {
+            Mismatch::Type => PayloadError::WrongType {
                 expected,
-                index,
-                found: bson_type_name(item.element_type()),
+                found: bson_type_name(self.element_type()),
             },
-            Mismatch::Value(source) => ValueError::InvalidElement {
-                index,
-                source: Box::new(source),
-            }
-            .into(),
-        })?;
-        values.push(value);
+            Mismatch::Value(err) => err.into(),
+        })
     }
-    Ok(values)
-}
 
-fn double(bson: RawBsonRef<'_>) -> Result<f64, Mismatch> {
-    match bson {
-        RawBsonRef::Double(v) => Ok(v),
-        RawBsonRef::Int32(v) => Ok(v.into()),
-        // Precision loss above 2^53 is accepted: the mapping is a double.
-        RawBsonRef::Int64(v) => Ok(v as f64),
-        _ => Err(Mismatch::Type),
+    fn array<T>(
+        self,
+        expected: MappingType,
+        convert: Convert<Self, T>,
+    ) -> Result<Vec<T>, PayloadError> {
+        let RawBsonRef::Array(items) = self else {
+            return Err(PayloadError::WrongType {
+                expected,
+                found: bson_type_name(self.element_type()),
+            });
+        };
+        let mut values = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let item = item.map_err(PayloadError::Malformed)?;
+            let value = convert(item).map_err(|mismatch| match mismatch {
+                Mismatch::Type => PayloadError::WrongElementType {
+                    expected,
+                    index,
+                    found: bson_type_name(item.element_type()),
+                },
+                Mismatch::Value(source) => ValueError::InvalidElement {
+                    index,
+                    source: Box::new(source),
+                }
+                .into(),
+            })?;
+            values.push(value);
+        }
+        Ok(values)
     }
-}
 
-fn integer(bson: RawBsonRef<'_>) -> Result<i32, Mismatch> {
-    match bson {
-        RawBsonRef::Int32(v) => Ok(v),
-        RawBsonRef::Int64(v) => i32::try_from(v)
-            .map_err(|_| Mismatch::Value(ValueError::IntegerOutOfRange { value: v })),
-        _ => Err(Mismatch::Type),
+    fn double(self) -> Result<f64, Mismatch> {
+        match self {
+            RawBsonRef::Double(v) => Ok(v),
+            RawBsonRef::Int32(v) => Ok(v.into()),
+            // Precision loss above 2^53 is accepted: the mapping is a double.
+            RawBsonRef::Int64(v) => Ok(v as f64),
+            _ => Err(Mismatch::Type),
+        }
     }
-}
 
-fn boolean(bson: RawBsonRef<'_>) -> Result<bool, Mismatch> {
-    match bson {
-        RawBsonRef::Boolean(v) => Ok(v),
-        _ => Err(Mismatch::Type),
+    fn integer(self) -> Result<i32, Mismatch> {
+        match self {
+            RawBsonRef::Int32(v) => Ok(v),
+            RawBsonRef::Int64(v) => i32::try_from(v)
+                .map_err(|_| Mismatch::Value(ValueError::IntegerOutOfRange { value: v })),
+            _ => Err(Mismatch::Type),
+        }
     }
-}
 
-fn long_integer(bson: RawBsonRef<'_>) -> Result<i64, Mismatch> {
-    match bson {
-        RawBsonRef::Int64(v) => Ok(v),
-        RawBsonRef::Int32(v) => Ok(v.into()),
-        _ => Err(Mismatch::Type),
+    fn boolean(self) -> Result<bool, Mismatch> {
+        match self {
+            RawBsonRef::Boolean(v) => Ok(v),
+            _ => Err(Mismatch::Type),
+        }
     }
-}
 
-fn string(bson: RawBsonRef<'_>) -> Result<String, Mismatch> {
-    match bson {
-        RawBsonRef::String(v) => Ok(v.to_owned()),
-        _ => Err(Mismatch::Type),
+    fn long_integer(self) -> Result<i64, Mismatch> {
+        match self {
+            RawBsonRef::Int64(v) => Ok(v),
+            RawBsonRef::Int32(v) => Ok(v.into()),
+            _ => Err(Mismatch::Type),
+        }
     }
-}
 
-fn binary(bson: RawBsonRef<'_>) -> Result<Vec<u8>, Mismatch> {
-    match bson {
-        RawBsonRef::Binary(v) => Ok(v.bytes.to_vec()),
-        _ => Err(Mismatch::Type),
+    fn string(self) -> Result<String, Mismatch> {
+        match self {
+            RawBsonRef::String(v) => Ok(v.to_owned()),
+            _ => Err(Mismatch::Type),
+        }
     }
-}
 
-fn date_time(bson: RawBsonRef<'_>) -> Result<i64, Mismatch> {
-    match bson {
-        RawBsonRef::DateTime(v) => Ok(v.timestamp_millis()),
-        RawBsonRef::Int64(v) => Ok(v),
-        _ => Err(Mismatch::Type),
+    fn binary_blob(self) -> Result<Vec<u8>, Mismatch> {
+        match self {
+            RawBsonRef::Binary(v) => Ok(v.bytes.to_vec()),
+            _ => Err(Mismatch::Type),
+        }
+    }
+
+    fn date_time(self) -> Result<i64, Mismatch> {
+        match self {
+            RawBsonRef::DateTime(v) => Ok(v.timestamp_millis()),
+            RawBsonRef::Int64(v) => Ok(v),
+            _ => Err(Mismatch::Type),
+        }
     }
 }
