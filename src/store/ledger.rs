@@ -11,6 +11,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use tokio::sync::oneshot;
 
+use super::answer::{self, Aborted, Pending, Reply};
 use super::{CommandResult, Status};
 use super::{Request, Store, StoreError};
 
@@ -60,11 +61,11 @@ pub(crate) enum Query {
 pub(crate) enum LedgerRequest {
     Insert {
         command: NewCommand,
-        reply: oneshot::Sender<Result<Inserted, StoreError>>,
+        reply: Reply<Inserted>,
     },
     Update {
         result: CommandResult,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        reply: Reply<()>,
     },
     Published {
         id: String,
@@ -72,20 +73,13 @@ pub(crate) enum LedgerRequest {
     },
     Read {
         query: Query,
-        reply: oneshot::Sender<Result<Vec<LedgerEntry>, StoreError>>,
+        reply: Reply<Vec<LedgerEntry>>,
     },
     Prune {
         finished_before_ms: i64,
         keep: u32,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
+        reply: Reply<usize>,
     },
-}
-
-pub(super) enum LedgerOutcome {
-    Done,
-    Inserted(Inserted),
-    Entries(Vec<LedgerEntry>),
-    Pruned(usize),
 }
 
 impl LedgerRequest {
@@ -97,28 +91,20 @@ impl LedgerRequest {
         )
     }
 
-    pub(super) fn answer(self, outcome: Result<LedgerOutcome, StoreError>) {
+    /// Answers a request its transaction never applied.
+    pub(super) fn fail(self, error: StoreError) {
         match self {
             LedgerRequest::Insert { reply, .. } => {
-                let _ = reply.send(outcome.and_then(|outcome| match outcome {
-                    LedgerOutcome::Inserted(inserted) => Ok(inserted),
-                    _ => Err(StoreError::Stopped),
-                }));
+                let _ = reply.send(Err(error));
             }
             LedgerRequest::Update { reply, .. } => {
-                let _ = reply.send(outcome.map(|_| ()));
+                let _ = reply.send(Err(error));
             }
             LedgerRequest::Read { reply, .. } => {
-                let _ = reply.send(outcome.map(|outcome| match outcome {
-                    LedgerOutcome::Entries(entries) => entries,
-                    _ => Vec::new(),
-                }));
+                let _ = reply.send(Err(error));
             }
             LedgerRequest::Prune { reply, .. } => {
-                let _ = reply.send(outcome.map(|outcome| match outcome {
-                    LedgerOutcome::Pruned(count) => count,
-                    _ => 0,
-                }));
+                let _ = reply.send(Err(error));
             }
             LedgerRequest::Published { .. } => {}
         }
@@ -132,58 +118,71 @@ const UNFINISHED: &str = "status IN ('received', 'running')";
 /// Applies one ledger request inside the writer's transaction.
 pub(super) fn apply(
     transaction: &Transaction<'_>,
-    request: &LedgerRequest,
-) -> Result<LedgerOutcome, rusqlite::Error> {
+    request: LedgerRequest,
+) -> Result<Box<dyn Pending>, Aborted> {
     match request {
-        LedgerRequest::Insert { command, .. } => insert(transaction, command),
-        LedgerRequest::Update { result, .. } => {
-            transaction
-                .prepare_cached(
-                    "UPDATE commands SET status = ?2, exit_code = ?3, truncated = ?4, updated_at_ms = ?5, detail = ?6, stdout = ?7, stderr = ?8 WHERE id = ?1",
-                )?
-                .execute(params![
-                    result.id,
-                    result.status.name(),
-                    result.exit_code,
-                    result.truncated,
-                    result.timestamp_ms,
-                    result.detail,
-                    result.stdout,
-                    result.stderr
-                ])?;
-            Ok(LedgerOutcome::Done)
+        LedgerRequest::Insert { command, reply } => {
+            answer::answered(reply, insert(transaction, &command))
+        }
+        LedgerRequest::Update { result, reply } => {
+            answer::answered(reply, update(transaction, &result))
         }
         LedgerRequest::Published { id, status } => {
-            transaction
-                .prepare_cached("UPDATE commands SET published = ?2 WHERE id = ?1")?
-                .execute(params![id, status.name()])?;
-            Ok(LedgerOutcome::Done)
+            let published = transaction
+                .prepare_cached("UPDATE commands SET published = ?2 WHERE id = ?1")
+                .and_then(|mut statement| statement.execute(params![id, status.name()]));
+            answer::answered_done(None, published.map(drop))
         }
-        LedgerRequest::Read { query, .. } => read(transaction, *query).map(LedgerOutcome::Entries),
+        LedgerRequest::Read { query, reply } => answer::answered(reply, read(transaction, query)),
         LedgerRequest::Prune {
             finished_before_ms,
             keep,
-            ..
-        } => {
-            let aged = transaction
-                .prepare_cached(&format!(
-                    "DELETE FROM commands WHERE NOT ({UNFINISHED}) AND updated_at_ms < ?1"
-                ))?
-                .execute(params![finished_before_ms])?;
-            let surplus = transaction
-                .prepare_cached(&format!(
-                    "DELETE FROM commands WHERE seq IN (SELECT seq FROM commands WHERE NOT ({UNFINISHED}) ORDER BY seq DESC LIMIT -1 OFFSET ?1)"
-                ))?
-                .execute(params![keep])?;
-            Ok(LedgerOutcome::Pruned(aged + surplus))
-        }
+            reply,
+        } => answer::answered(reply, prune(transaction, finished_before_ms, keep)),
     }
+}
+
+fn update(transaction: &Transaction<'_>, result: &CommandResult) -> Result<(), rusqlite::Error> {
+    transaction
+        .prepare_cached(
+            "UPDATE commands SET status = ?2, exit_code = ?3, truncated = ?4, updated_at_ms = ?5, detail = ?6, stdout = ?7, stderr = ?8 WHERE id = ?1",
+        )?
+        .execute(params![
+            result.id,
+            result.status.name(),
+            result.exit_code,
+            result.truncated,
+            result.timestamp_ms,
+            result.detail,
+            result.stdout,
+            result.stderr
+        ])?;
+    Ok(())
+}
+
+/// Removes finished entries older than `finished_before_ms`, then all but the newest `keep`.
+fn prune(
+    transaction: &Transaction<'_>,
+    finished_before_ms: i64,
+    keep: u32,
+) -> Result<usize, rusqlite::Error> {
+    let aged = transaction
+        .prepare_cached(&format!(
+            "DELETE FROM commands WHERE NOT ({UNFINISHED}) AND updated_at_ms < ?1"
+        ))?
+        .execute(params![finished_before_ms])?;
+    let surplus = transaction
+        .prepare_cached(&format!(
+            "DELETE FROM commands WHERE seq IN (SELECT seq FROM commands WHERE NOT ({UNFINISHED}) ORDER BY seq DESC LIMIT -1 OFFSET ?1)"
+        ))?
+        .execute(params![keep])?;
+    Ok(aged + surplus)
 }
 
 fn insert(
     transaction: &Transaction<'_>,
     command: &NewCommand,
-) -> Result<LedgerOutcome, rusqlite::Error> {
+) -> Result<Inserted, rusqlite::Error> {
     let args = serde_json::to_string(&command.args)
         .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
     let seq: Option<i64> = transaction
@@ -204,12 +203,12 @@ fn insert(
         )
         .optional()?;
     if let Some(seq) = seq {
-        return Ok(LedgerOutcome::Inserted(Inserted::New { seq: seq as u64 }));
+        return Ok(Inserted::New { seq: seq as u64 });
     }
     let existing = transaction
         .prepare_cached(&format!("SELECT {COLUMNS} FROM commands WHERE id = ?1"))?
         .query_row(params![command.id], entry)?;
-    Ok(LedgerOutcome::Inserted(Inserted::Existing(existing)))
+    Ok(Inserted::Existing(existing))
 }
 
 fn read(transaction: &Transaction<'_>, query: Query) -> Result<Vec<LedgerEntry>, rusqlite::Error> {

@@ -15,6 +15,7 @@
 //! and becomes durable with the next fsync; losing it on a power cut only means a message
 //! is sent again or a server property is re-sent by Astarte.
 
+mod answer;
 mod command_row;
 pub mod ledger;
 mod legacy;
@@ -35,6 +36,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::interface::Ownership;
+use answer::Reply;
 
 pub use command_row::{CommandResult, NO_EXIT_CODE, Status};
 pub use ledger::{Inserted, LedgerEntry, NewCommand};
@@ -165,23 +167,25 @@ pub(crate) fn file_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// What the writer thread is asked to do; each request that is answered carries a reply of
+/// its own type.
 pub(crate) enum Request {
     Append {
         message: StoredMessage,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
+        reply: Reply<u64>,
     },
     PutProperty {
         row: PropertyRow,
-        reply: Option<oneshot::Sender<Result<(), StoreError>>>,
+        reply: Option<Reply<()>>,
     },
     DeleteProperty {
         interface: String,
         path: String,
-        reply: Option<oneshot::Sender<Result<(), StoreError>>>,
+        reply: Option<Reply<()>>,
     },
     DropInterface {
         interface: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        reply: Reply<()>,
     },
     Ack(Vec<u64>),
     DeadLetter(u64),
@@ -189,12 +193,41 @@ pub(crate) enum Request {
         from: u64,
         limit: usize,
         now_ms: i64,
-        reply: oneshot::Sender<Result<Loaded, StoreError>>,
+        reply: Reply<Loaded>,
     },
     /// The command ledger's requests.
     Ledger(ledger::LedgerRequest),
     /// Commit what is pending and stop.
     Stop,
+}
+
+impl Request {
+    /// Answers a request its transaction never applied.
+    fn fail(self, error: StoreError) {
+        match self {
+            Request::Append { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Request::PutProperty {
+                reply: Some(reply), ..
+            }
+            | Request::DeleteProperty {
+                reply: Some(reply), ..
+            }
+            | Request::DropInterface { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Request::Load { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Request::Ledger(request) => request.fail(error),
+            Request::PutProperty { reply: None, .. }
+            | Request::DeleteProperty { reply: None, .. }
+            | Request::Ack(_)
+            | Request::DeadLetter(_)
+            | Request::Stop => {}
+        }
+    }
 }
 
 /// Handle to the store; cheap to clone. The writer thread stops when the last handle is

@@ -4,19 +4,10 @@ use std::sync::atomic::Ordering;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::answer::{self, Aborted, Pending};
 use super::schema::ownership_code;
 use super::writer::Shared;
 use super::{Loaded, QueuedRow, Request, StoreError, StoredMessage};
-
-/// What one request produced inside the transaction.
-pub(super) enum Outcome {
-    Done,
-    Appended(u64),
-    Loaded(Loaded),
-    Ledger(super::ledger::LedgerOutcome),
-    /// Refused without touching the database (the transaction goes on).
-    Refused(StoreError),
-}
 
 /// Changes to the shared counters, applied once the transaction committed.
 #[derive(Default)]
@@ -25,79 +16,96 @@ pub(super) struct Delta {
     pub(super) bytes: i64,
 }
 
-/// Applies one request inside the transaction.
+/// Applies one request inside the transaction; its answer is sent once the transaction's
+/// fate is known. A failed statement aborts the transaction.
 pub(super) fn apply(
     transaction: &Transaction<'_>,
     shared: &Shared,
-    request: &Request,
+    request: Request,
     delta: &mut Delta,
-) -> Result<Outcome, rusqlite::Error> {
+) -> Result<Box<dyn Pending>, Aborted> {
     match request {
-        Request::Append { message, .. } => {
+        Request::Append { message, reply } => {
             let queued_bytes = shared.counters.queued_bytes.load(Ordering::Relaxed) as i64;
             let bytes = (queued_bytes + delta.bytes).max(0) as u64;
             let size = message.payload.len() as u64;
             if bytes + size > shared.max_queue_bytes {
-                return Ok(Outcome::Refused(StoreError::QueueFull {
+                let full = StoreError::QueueFull {
                     bytes,
                     max: shared.max_queue_bytes,
-                }));
+                };
+                return Ok(answer::refused(reply, full));
             }
             let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
-            insert_queued(transaction, seq, message)?;
-            delta.queued += 1;
-            delta.bytes += size as i64;
-            Ok(Outcome::Appended(seq))
+            let inserted = insert_queued(transaction, seq, &message);
+            if inserted.is_ok() {
+                delta.queued += 1;
+                delta.bytes += size as i64;
+            }
+            answer::answered(reply, inserted.map(|()| seq))
         }
-        Request::PutProperty { row, .. } => {
-            transaction
+        Request::PutProperty { row, reply } => {
+            let put = transaction
                 .prepare_cached(
                     "INSERT OR REPLACE INTO properties (interface, path, ownership, major, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    row.interface,
-                    row.path,
-                    ownership_code(row.ownership),
-                    row.major,
-                    row.payload
-                ])?;
-            Ok(Outcome::Done)
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        row.interface,
+                        row.path,
+                        ownership_code(row.ownership),
+                        row.major,
+                        row.payload
+                    ])
+                });
+            answer::answered_done(reply, put.map(drop))
         }
         Request::DeleteProperty {
-            interface, path, ..
+            interface,
+            path,
+            reply,
         } => {
-            transaction
-                .prepare_cached("DELETE FROM properties WHERE interface = ?1 AND path = ?2")?
-                .execute(params![interface, path])?;
-            Ok(Outcome::Done)
+            let deleted = transaction
+                .prepare_cached("DELETE FROM properties WHERE interface = ?1 AND path = ?2")
+                .and_then(|mut statement| statement.execute(params![interface, path]));
+            answer::answered_done(reply, deleted.map(drop))
         }
-        Request::DropInterface { interface, .. } => {
-            transaction
-                .prepare_cached("DELETE FROM properties WHERE interface = ?1")?
-                .execute(params![interface])?;
-            Ok(Outcome::Done)
+        Request::DropInterface { interface, reply } => {
+            let dropped = transaction
+                .prepare_cached("DELETE FROM properties WHERE interface = ?1")
+                .and_then(|mut statement| statement.execute(params![interface]));
+            answer::answered(reply, dropped.map(drop))
         }
         Request::DeadLetter(seq) => {
-            let moved = transaction
-                .prepare_cached(
-                    "INSERT INTO dead_letters (seq, interface, major, path, payload, qos, failed_at_ms)
-                     SELECT seq, interface, major, path, payload, qos, ?2 FROM queue WHERE seq = ?1",
-                )?
-                .execute(params![*seq as i64, crate::clock::now_ms()])?;
-            if moved > 0 {
-                remove_queued(transaction, *seq, delta)?;
-            }
-            Ok(Outcome::Done)
+            answer::answered_done(None, dead_letter(transaction, seq, delta))
         }
         Request::Load {
             from,
             limit,
             now_ms,
-            ..
-        } => load(transaction, shared, *from, *limit, *now_ms, delta).map(Outcome::Loaded),
-        Request::Ledger(request) => super::ledger::apply(transaction, request).map(Outcome::Ledger),
-        Request::Ack(_) | Request::Stop => Ok(Outcome::Done),
+            reply,
+        } => answer::answered(reply, load(transaction, shared, from, limit, now_ms, delta)),
+        Request::Ledger(request) => super::ledger::apply(transaction, request),
+        Request::Ack(_) | Request::Stop => Ok(answer::done(None)),
     }
+}
+
+/// Moves a queued row to the dead letters.
+fn dead_letter(
+    transaction: &Transaction<'_>,
+    seq: u64,
+    delta: &mut Delta,
+) -> Result<(), rusqlite::Error> {
+    let moved = transaction
+        .prepare_cached(
+            "INSERT INTO dead_letters (seq, interface, major, path, payload, qos, failed_at_ms)
+             SELECT seq, interface, major, path, payload, qos, ?2 FROM queue WHERE seq = ?1",
+        )?
+        .execute(params![seq as i64, crate::clock::now_ms()])?;
+    if moved > 0 {
+        remove_queued(transaction, seq, delta)?;
+    }
+    Ok(())
 }
 
 fn insert_queued(

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::ops::{Delta, Outcome, apply, remove_queued};
-use super::{Counters, Loaded, Request, StoreError};
+use super::answer::{Aborted, Pending};
+use super::ops::{Delta, apply, remove_queued};
+use super::{Counters, Request, StoreError};
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -149,9 +150,8 @@ impl Writer {
             Vec::new()
         };
         let mut delta = Delta::default();
-        let result = self.transaction(&work, &acks, &mut delta);
-        match result {
-            Ok(outcomes) => {
+        match self.transaction(work, &acks, &mut delta) {
+            Ok(answers) => {
                 if self.failing {
                     self.failing = false;
                     tracing::info!("the store accepts writes again");
@@ -165,16 +165,16 @@ impl Writer {
                         .file_bytes
                         .store(super::file_bytes(&self.shared.dir), Ordering::Relaxed);
                 }
-                for (request, outcome) in work.into_iter().zip(outcomes) {
-                    answer(request, Ok(outcome));
+                for answer in answers {
+                    answer.committed();
                 }
             }
-            Err(error) => {
+            Err(failed) => {
                 if !self.failing {
                     self.failing = true;
                     tracing::error!(
                         dir = %self.shared.dir.display(),
-                        error = %crate::error_chain::error_chain(&error),
+                        error = %crate::error_chain::error_chain(&failed.error),
                         "couldn't write to the store: free space in store_dir or make it writable; calls that must store data fail with Storage until then (logged once)"
                     );
                 }
@@ -183,31 +183,46 @@ impl Writer {
                     self.acks.extend(acks);
                     self.acks_since = Some(Instant::now());
                 }
-                for request in work {
-                    answer(request, Err(duplicate(&error)));
-                }
+                failed.answer_all();
             }
         }
     }
 
+    /// One transaction: every request of `work`, then the acknowledged rows.
     fn transaction(
         &mut self,
-        work: &[Request],
+        work: Vec<Request>,
         acks: &[u64],
         delta: &mut Delta,
-    ) -> Result<Vec<Outcome>, rusqlite::Error> {
-        let transaction = self
+    ) -> Result<Vec<Box<dyn Pending>>, Failed> {
+        let transaction = match self
             .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(work.len());
-        for request in work {
-            outcomes.push(apply(&transaction, &self.shared, request, delta)?);
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(transaction) => transaction,
+            Err(error) => return Err(Failed::before(error, work)),
+        };
+        let mut answers = Vec::with_capacity(work.len());
+        let mut work = work.into_iter();
+        while let Some(request) = work.next() {
+            match apply(&transaction, &self.shared, request, delta) {
+                Ok(answer) => answers.push(answer),
+                Err(aborted) => return Err(Failed::during(aborted, answers, work.collect())),
+            }
         }
-        for &seq in acks {
-            remove_queued(&transaction, seq, delta)?;
+        let finished = acks
+            .iter()
+            .try_for_each(|&seq| remove_queued(&transaction, seq, delta))
+            .and_then(|()| transaction.commit());
+        match finished {
+            Ok(()) => Ok(answers),
+            Err(error) => Err(Failed {
+                error,
+                applied: answers,
+                aborted: None,
+                unapplied: Vec::new(),
+            }),
         }
-        transaction.commit()?;
-        Ok(outcomes)
     }
 
     fn set_synchronous(&mut self, full: bool) {
@@ -233,42 +248,48 @@ fn is_durable(request: &Request) -> bool {
     }
 }
 
-fn answer(request: Request, outcome: Result<Outcome, StoreError>) {
-    let refused = |outcome: Result<Outcome, StoreError>| match outcome {
-        Ok(Outcome::Refused(error)) | Err(error) => Err(error),
-        Ok(outcome) => Ok(outcome),
-    };
-    match request {
-        Request::Append { reply, .. } => {
-            let _ = reply.send(refused(outcome).map(|outcome| match outcome {
-                Outcome::Appended(seq) => seq,
-                _ => 0,
-            }));
+/// A transaction that failed, with every caller still to be told.
+struct Failed {
+    error: rusqlite::Error,
+    /// Requests applied before the failure.
+    applied: Vec<Box<dyn Pending>>,
+    /// The request whose statement failed.
+    aborted: Option<Box<dyn FnOnce(StoreError) + Send>>,
+    /// Requests never applied.
+    unapplied: Vec<Request>,
+}
+
+impl Failed {
+    /// The transaction could not even begin.
+    fn before(error: rusqlite::Error, work: Vec<Request>) -> Failed {
+        Failed {
+            error,
+            applied: Vec::new(),
+            aborted: None,
+            unapplied: work,
         }
-        Request::PutProperty {
-            reply: Some(reply), ..
+    }
+
+    fn during(aborted: Aborted, applied: Vec<Box<dyn Pending>>, unapplied: Vec<Request>) -> Failed {
+        Failed {
+            error: aborted.error,
+            applied,
+            aborted: aborted.fail,
+            unapplied,
         }
-        | Request::DeleteProperty {
-            reply: Some(reply), ..
+    }
+
+    /// Every caller of the transaction gets its error.
+    fn answer_all(self) {
+        for answer in self.applied {
+            answer.failed(duplicate(&self.error));
         }
-        | Request::DropInterface { reply, .. } => {
-            let _ = reply.send(refused(outcome).map(|_| ()));
+        if let Some(fail) = self.aborted {
+            fail(duplicate(&self.error));
         }
-        Request::Load { reply, .. } => {
-            let _ = reply.send(refused(outcome).map(|outcome| match outcome {
-                Outcome::Loaded(loaded) => loaded,
-                _ => Loaded::default(),
-            }));
+        for request in self.unapplied {
+            request.fail(duplicate(&self.error));
         }
-        Request::Ledger(request) => request.answer(refused(outcome).map(|outcome| match outcome {
-            Outcome::Ledger(outcome) => outcome,
-            _ => super::ledger::LedgerOutcome::Done,
-        })),
-        Request::PutProperty { reply: None, .. }
-        | Request::DeleteProperty { reply: None, .. }
-        | Request::Ack(_)
-        | Request::DeadLetter(_)
-        | Request::Stop => {}
     }
 }
 
