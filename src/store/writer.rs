@@ -194,20 +194,22 @@ impl Writer {
         work: Vec<Request>,
         acks: &[u64],
         delta: &mut Delta,
-    ) -> Result<Vec<Box<dyn Pending>>, Failed> {
+    ) -> Result<Vec<Box<dyn Pending>>, Box<Failed>> {
         let transaction = match self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(transaction) => transaction,
-            Err(error) => return Err(Failed::before(error, work)),
+            Err(error) => return Err(Box::new(Failed::before(error, work))),
         };
         let mut answers = Vec::with_capacity(work.len());
         let mut work = work.into_iter();
         while let Some(request) = work.next() {
             match apply(&transaction, &self.shared, request, delta) {
                 Ok(answer) => answers.push(answer),
-                Err(aborted) => return Err(Failed::during(aborted, answers, work.collect())),
+                Err(aborted) => {
+                    return Err(Box::new(Failed::during(aborted, answers, work.collect())));
+                }
             }
         }
         let finished = acks
@@ -216,12 +218,12 @@ impl Writer {
             .and_then(|()| transaction.commit());
         match finished {
             Ok(()) => Ok(answers),
-            Err(error) => Err(Failed {
+            Err(error) => Err(Box::new(Failed {
                 error,
                 applied: answers,
                 aborted: None,
                 unapplied: Vec::new(),
-            }),
+            })),
         }
     }
 
