@@ -14,8 +14,8 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -175,7 +175,47 @@ pub async fn stop_all(tasks: Vec<Task>, deadline: Duration) -> Result<(), TaskEr
 pub struct Worker {
     name: &'static str,
     thread: std::thread::JoinHandle<()>,
-    ended: mpsc::Receiver<()>,
+    ended: Arc<Ended>,
+}
+
+/// Set when a thread ends, by returning or unwinding; others can wait for it with a deadline.
+#[derive(Debug, Default)]
+pub struct Ended {
+    done: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Ended {
+    /// Whether the thread ended before `deadline`.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            done = self
+                .signal
+                .wait_timeout(done, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.signal.notify_all();
+    }
+}
+
+/// Sets [`Ended`] when dropped: at the end of the thread's body, also when it unwinds.
+struct EndGuard(Arc<Ended>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
 
 /// Starts `body` on a thread named `name`. The [`Worker`] learns when it ends, also by a panic.
@@ -183,12 +223,12 @@ pub fn spawn_thread(
     name: &'static str,
     body: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<Worker> {
-    let (ended_tx, ended) = mpsc::sync_channel::<()>(1);
+    let ended = Arc::new(Ended::default());
+    let guard = EndGuard(ended.clone());
     let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            // Dropped when the body returns or unwinds: either way, the thread has ended.
-            let _ended = ended_tx;
+            let _ended = guard;
             body();
         })?;
     Ok(Worker {
@@ -203,24 +243,23 @@ impl Worker {
         self.name
     }
 
-    /// Whether the thread has ended.
-    pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
+    /// The thread's end, for those who wait for it without owning it.
+    pub fn ended(&self) -> &Arc<Ended> {
+        &self.ended
     }
 
     /// Waits for the thread (its owner has asked it to stop) at most `deadline`. A thread
     /// still running then is left to end alone (a thread cannot be killed): the error says so.
     pub fn join_within(self, deadline: Duration) -> Result<(), TaskError> {
-        match self.ended.recv_timeout(deadline) {
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(TaskError::TooSlow {
+        if !self.ended.wait_until(Instant::now() + deadline) {
+            return Err(TaskError::TooSlow {
                 name: self.name,
                 deadline,
-            }),
-            // Disconnected: the body returned or unwound.
-            _ => match self.thread.join() {
-                Ok(()) => Ok(()),
-                Err(_) => Err(TaskError::Panicked { name: self.name }),
-            },
+            });
+        }
+        match self.thread.join() {
+            Ok(()) => Ok(()),
+            Err(_) => Err(TaskError::Panicked { name: self.name }),
         }
     }
 }
@@ -298,6 +337,8 @@ mod tests {
             Err(TaskError::Panicked { name: "buggy" })
         );
     }
+
+    use std::sync::mpsc;
 
     #[test]
     fn a_thread_is_joined_once_it_ends_or_reported_when_it_does_not() {

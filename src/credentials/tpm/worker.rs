@@ -15,14 +15,14 @@
 
 use std::ffi::CString;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tss_esapi::Context;
 use tss_esapi::tcti_ldr::TctiNameConf;
 
 use super::failure::Failure;
+use crate::tasks::{self, Ended};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -44,15 +44,11 @@ struct State {
 #[derive(Debug)]
 struct Worker {
     jobs: Sender<Job>,
-    ended: Arc<Ended>,
+    thread: tasks::Worker,
 }
 
-/// Set when a worker thread ends (also by unwinding).
-#[derive(Debug, Default)]
-struct Ended {
-    done: Mutex<bool>,
-    signal: Condvar,
-}
+/// How long dropping the TPM waits for an idle worker to end.
+const STOP_DEADLINE: Duration = Duration::from_secs(1);
 
 impl Tpm {
     pub(super) fn new(tcti: TctiNameConf, timeout: Duration) -> Tpm {
@@ -123,7 +119,7 @@ impl Tpm {
                 Some(worker) => worker,
                 none @ None => none.insert(Worker::spawn(self.tcti.clone())?),
             };
-            return Ok((worker.jobs.clone(), worker.ended.clone()));
+            return Ok((worker.jobs.clone(), worker.thread.ended().clone()));
         }
     }
 
@@ -152,7 +148,7 @@ impl State {
     /// whether it was.
     fn forget(&mut self, ended: &Arc<Ended>) -> bool {
         self.worker
-            .take_if(|worker| Arc::ptr_eq(&worker.ended, ended))
+            .take_if(|worker| Arc::ptr_eq(worker.thread.ended(), ended))
             .is_some()
     }
 }
@@ -160,18 +156,23 @@ impl State {
 impl Worker {
     fn spawn(tcti: TctiNameConf) -> Result<Worker, Failure> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        let ended = Arc::new(Ended::default());
-        let on_exit = EndGuard(ended.clone());
-        thread::Builder::new()
-            .name("tpm".into())
-            .spawn(move || {
-                let _on_exit = on_exit;
-                serve(tcti, queue);
-            })
-            .map_err(|error| {
-                Failure::Unreachable(format!("couldn't start the TPM worker thread: {error}"))
-            })?;
-        Ok(Worker { jobs, ended })
+        let thread = tasks::spawn_thread("tpm", move || serve(tcti, queue)).map_err(|error| {
+            Failure::Unreachable(format!("couldn't start the TPM worker thread: {error}"))
+        })?;
+        Ok(Worker { jobs, thread })
+    }
+}
+
+impl Drop for Tpm {
+    /// Stops the worker (its queue closes) and joins it; a worker blocked in the TPM is left
+    /// to end alone.
+    fn drop(&mut self) {
+        if let Some(Worker { jobs, thread }) = self.lock().worker.take() {
+            drop(jobs);
+            if let Err(error) = thread.join_within(STOP_DEADLINE) {
+                tracing::warn!(%error, "the TPM worker did not stop");
+            }
+        }
     }
 }
 
@@ -184,34 +185,6 @@ fn serve(tcti: TctiNameConf, queue: Receiver<Job>) {
         job(&mut connection);
     }
     // Dropping the context flushes whatever it still tracks and closes the TCTI.
-}
-
-struct EndGuard(Arc<Ended>);
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        *self.0.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.0.signal.notify_all();
-    }
-}
-
-impl Ended {
-    /// Whether the worker ended before `deadline`.
-    fn wait_until(&self, deadline: Instant) -> bool {
-        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*done {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            done = self
-                .signal
-                .wait_timeout(done, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
-    }
 }
 
 /// The worker's end of the line: the ESAPI context, opened lazily.
