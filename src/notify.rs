@@ -14,7 +14,9 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
-/// Sends one notification; failures are logged, never fatal (systemd may be absent).
+/// Sends one notification; failures are logged, never fatal (systemd may be absent). Never
+/// waits: the socket is non-blocking, so a notify socket nobody reads (its queue full) drops
+/// the notification instead of stopping the runtime.
 pub fn notify(message: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
@@ -26,10 +28,18 @@ pub fn notify(message: &str) {
     };
     let result = address.and_then(|address| {
         let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
         socket.send_to_addr(message.as_bytes(), &address)
     });
-    if let Err(error) = result {
-        tracing::warn!(%error, "couldn't notify systemd");
+    match result {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+            tracing::debug!(
+                message,
+                "systemd's notify socket is full: notification dropped"
+            );
+        }
+        Err(error) => tracing::warn!(%error, "couldn't notify systemd"),
     }
 }
 

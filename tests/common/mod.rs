@@ -135,6 +135,11 @@ impl TestEnv {
 
     /// Starts the agent and waits until it owns its bus name.
     pub async fn start_agent(&self) -> Agent {
+        self.start_agent_with_env(&[]).await
+    }
+
+    /// Starts the agent with more environment variables (e.g. `NOTIFY_SOCKET`).
+    pub async fn start_agent_with_env(&self, envs: &[(&str, &str)]) -> Agent {
         let appeared = self.bus.wait_for_name_owner(astarte_agent::dbus::BUS_NAME);
         let log_path = self.path(&format!("agent-{}.log", rand_u128() as u32));
         let log = std::fs::File::create(&log_path).unwrap();
@@ -148,6 +153,7 @@ impl TestEnv {
             .env("TSS2_LOG", "all+warning")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -51,6 +51,7 @@ impl DeviceKey for TpmKey {
     /// Hashes here, signs in the TPM (a handful of commands: re-create the primary, load,
     /// sign, flush), waits at most the backend's timeout.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        tracing::debug!(key = %self.path.display(), "signing with the device key in the TPM");
         let hash = digest(&SHA256, message);
         let blob = self.blob.clone();
         let (r, s) = self
