@@ -81,70 +81,85 @@ pub async fn run(execution: &Execution, cancel: &CancellationToken) -> Outcome {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
+    let child = match command.spawn() {
         Ok(child) => child,
         Err(error) => return failed(format!("couldn't start {program}: {error}")),
     };
+    let cap = execution.max_output_bytes;
+    let (mut out, mut err) = (Captured::default(), Captured::default());
+    let watched = watch(child, program, execution, cancel, &mut out, &mut err).await;
+    // Output still open after the drain is cut short.
+    out.cut |= !watched.stdout_done;
+    err.cut |= !watched.stderr_done;
+    let (stdout, stdout_cut) = text_of(&out.bytes, out.cut, cap);
+    let (stderr, stderr_cut) = text_of(&err.bytes, err.cut, cap);
+    Outcome {
+        exit: watched.exit,
+        stdout,
+        stderr,
+        truncated: stdout_cut || stderr_cut,
+    }
+}
+
+/// How a watched process ended, and whether its outputs were read to their end.
+struct Watched {
+    exit: Exit,
+    stdout_done: bool,
+    stderr_done: bool,
+}
+
+/// Reads the child's outputs all along (a child writing more than a pipe holds must not
+/// block) until it exits, times out or is cancelled, then a little longer for what is left.
+async fn watch(
+    mut child: tokio::process::Child,
+    program: &str,
+    execution: &Execution,
+    cancel: &CancellationToken,
+    out: &mut Captured,
+    err: &mut Captured,
+) -> Watched {
     // The group id is the child's pid (`process_group(0)`).
     let group = child
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
         .map(Pid::from_raw);
     let cap = execution.max_output_bytes;
-    let mut out = Captured::default();
-    let mut err = Captured::default();
-    let (exit, stdout_done, stderr_done) = {
-        // Output is read all along: a child writing more than a pipe holds must not block.
-        let stdout = capture(child.stdout.take(), cap, &mut out);
-        let stderr = capture(child.stderr.take(), cap, &mut err);
-        let timeout = tokio::time::sleep(execution.timeout);
-        let drain = tokio::time::sleep(DRAIN_AFTER_EXIT);
-        tokio::pin!(stdout, stderr, timeout, drain);
-        let (mut stdout_done, mut stderr_done) = (false, false);
-        let mut exit = None;
-        loop {
-            if exit.is_some() && stdout_done && stderr_done {
+    let stdout = capture(child.stdout.take(), cap, out);
+    let stderr = capture(child.stderr.take(), cap, err);
+    let timeout = tokio::time::sleep(execution.timeout);
+    let drain = tokio::time::sleep(DRAIN_AFTER_EXIT);
+    tokio::pin!(stdout, stderr, timeout, drain);
+    let (mut stdout_done, mut stderr_done) = (false, false);
+    let mut exit = None;
+    while exit.is_none() || !stdout_done || !stderr_done {
+        // The end, and whether the child was reaped already.
+        let ended = tokio::select! {
+            status = child.wait(), if exit.is_none() => Some((exit_of(status, program), true)),
+            () = &mut timeout, if exit.is_none() => Some((Exit::TimedOut, false)),
+            () = cancel.cancelled(), if exit.is_none() => Some((Exit::Cancelled, false)),
+            () = &mut stdout, if !stdout_done => { stdout_done = true; None }
+            () = &mut stderr, if !stderr_done => { stderr_done = true; None }
+            () = &mut drain, if exit.is_some() => {
+                tracing::debug!(%program, "a process outside the command's group kept its output open");
                 break;
             }
-            tokio::select! {
-                status = child.wait(), if exit.is_none() => {
-                    exit = Some(exit_of(status, program));
-                    // Whatever the command left running goes with it.
-                    kill_group(group);
-                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
-                }
-                () = &mut timeout, if exit.is_none() => {
-                    kill_group(group);
-                    let _ = child.wait().await;
-                    exit = Some(Exit::TimedOut);
-                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
-                }
-                () = cancel.cancelled(), if exit.is_none() => {
-                    kill_group(group);
-                    let _ = child.wait().await;
-                    exit = Some(Exit::Cancelled);
-                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
-                }
-                () = &mut stdout, if !stdout_done => stdout_done = true,
-                () = &mut stderr, if !stderr_done => stderr_done = true,
-                () = &mut drain, if exit.is_some() => {
-                    tracing::debug!(%program, "a process outside the command's group kept its output open");
-                    break;
-                }
+        };
+        if let Some((ended, reaped)) = ended {
+            // Whatever the command left running goes with it.
+            kill_group(group);
+            if !reaped {
+                let _ = child.wait().await;
             }
+            exit = Some(ended);
+            drain
+                .as_mut()
+                .reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
         }
-        (exit.unwrap_or(Exit::Cancelled), stdout_done, stderr_done)
-    };
-    // Output still open after the drain is cut short.
-    out.cut |= !stdout_done;
-    err.cut |= !stderr_done;
-    let (stdout, stdout_cut) = text_of(&out.bytes, out.cut, cap);
-    let (stderr, stderr_cut) = text_of(&err.bytes, err.cut, cap);
-    Outcome {
-        exit,
-        stdout,
-        stderr,
-        truncated: stdout_cut || stderr_cut,
+    }
+    Watched {
+        exit: exit.unwrap_or(Exit::Cancelled),
+        stdout_done,
+        stderr_done,
     }
 }
 

@@ -5,8 +5,8 @@
 //! it: [`Interface::validate_json`] reports every problem of a document, `from_json` the first.
 
 use super::error::{Findings, InterfaceError, Location};
-use super::model::{Aggregation, Interface, InterfaceType, Ownership};
-use super::schema::{self, RawInterface};
+use super::model::{Aggregation, Interface, InterfaceType, Mapping, Ownership};
+use super::schema::{self, RawInterface, RawMapping};
 pub use super::validate_mapping::{MAX_DESCRIPTION_LEN, MAX_DOC_LEN};
 use super::validate_mapping::{MappingContext, check_texts, validate_mapping};
 use super::validate_set::{check_endpoints, check_object};
@@ -49,77 +49,30 @@ fn validate(raw: RawInterface) -> Result<Interface, Vec<InterfaceError>> {
             }),
         );
     }
-
     let version_major = found.take(version(raw.version_major, "version_major"));
     let version_minor = found.take(version(raw.version_minor, "version_minor"));
     if version_major == Some(0) && version_minor == Some(0) {
         found.push(InterfaceError::NullVersion);
     }
-
-    let interface_type = found.take(match required(raw.interface_type.as_deref(), "type") {
-        Ok("datastream") => Ok(InterfaceType::Datastream),
-        Ok("properties") => Ok(InterfaceType::Properties),
-        Ok(other) => Err(invalid("type", other, "`datastream` or `properties`")),
-        Err(missing) => Err(missing),
-    });
-    // `producer` and `consumer` are the deprecated names Astarte still casts.
-    let ownership = found.take(match required(raw.ownership_text(), "ownership") {
-        Ok("device" | "producer") => Ok(Ownership::Device),
-        Ok("server" | "consumer") => Ok(Ownership::Server),
-        Ok(other) => Err(invalid("ownership", other, "`device` or `server`")),
-        Err(missing) => Err(missing),
-    });
-    // Astarte's legacy handling: `aggregation` wins, else `aggregate: true` means object.
-    let aggregation = found.take(match (raw.aggregation.as_deref(), raw.aggregate) {
-        (Some("individual"), _) => Ok(Aggregation::Individual),
-        (Some("object"), _) => Ok(Aggregation::Object),
-        (Some(other), _) => Err(invalid("aggregation", other, "`individual` or `object`")),
-        (None, Some(true)) => Ok(Aggregation::Object),
-        (None, _) => Ok(Aggregation::Individual),
-    });
-    if interface_type == Some(InterfaceType::Properties) && aggregation == Some(Aggregation::Object)
-    {
-        found.push(InterfaceError::ObjectProperties);
-    }
+    let (interface_type, ownership, aggregation) = kind(&raw, &mut found);
     check_texts(
         &mut found,
         &Location::Interface,
         raw.description.as_deref(),
         raw.doc.as_deref(),
     );
-
     let raw_mappings = found.take(required(raw.mappings, "mappings"));
     let mappings = match (&raw_mappings, interface_type, aggregation) {
         (Some(raw_mappings), Some(interface_type), Some(aggregation)) => {
-            if !(1..=MAX_MAPPINGS).contains(&raw_mappings.len()) {
-                found.push(InterfaceError::MappingCount {
-                    count: raw_mappings.len(),
-                });
-            }
             let context = MappingContext {
                 interface_type,
                 aggregation,
             };
-            let mut mappings = Vec::with_capacity(raw_mappings.len());
-            for (index, mapping) in raw_mappings.iter().enumerate() {
-                match validate_mapping(mapping, index, context) {
-                    Ok(mapping) => mappings.push(mapping),
-                    Err(problems) => found.extend(problems),
-                }
-            }
-            (mappings.len() == raw_mappings.len()).then_some(mappings)
+            mappings(raw_mappings, context, name.as_deref(), &mut found)
         }
         // Mappings can't be judged without the interface's type and aggregation.
         _ => None,
     };
-    // Rules across mappings need every mapping valid.
-    if let Some(mappings) = &mappings {
-        found.take(check_endpoints(mappings));
-        if let (Some(name), Some(Aggregation::Object)) = (&name, aggregation) {
-            found.take(check_object(name, mappings));
-        }
-    }
-
     let interface = match (
         name,
         version_major,
@@ -149,6 +102,72 @@ fn validate(raw: RawInterface) -> Result<Interface, Vec<InterfaceError>> {
         _ => None,
     };
     found.finish(interface)
+}
+
+/// `type`, `ownership` and `aggregation`, and whether they go together.
+fn kind(
+    raw: &RawInterface,
+    found: &mut Findings,
+) -> (
+    Option<InterfaceType>,
+    Option<Ownership>,
+    Option<Aggregation>,
+) {
+    let interface_type = found.take(match required(raw.interface_type.as_deref(), "type") {
+        Ok("datastream") => Ok(InterfaceType::Datastream),
+        Ok("properties") => Ok(InterfaceType::Properties),
+        Ok(other) => Err(invalid("type", other, "`datastream` or `properties`")),
+        Err(missing) => Err(missing),
+    });
+    // `producer` and `consumer` are the deprecated names Astarte still casts.
+    let ownership = found.take(match required(raw.ownership_text(), "ownership") {
+        Ok("device" | "producer") => Ok(Ownership::Device),
+        Ok("server" | "consumer") => Ok(Ownership::Server),
+        Ok(other) => Err(invalid("ownership", other, "`device` or `server`")),
+        Err(missing) => Err(missing),
+    });
+    // Astarte's legacy handling: `aggregation` wins, else `aggregate: true` means object.
+    let aggregation = found.take(match (raw.aggregation.as_deref(), raw.aggregate) {
+        (Some("individual"), _) => Ok(Aggregation::Individual),
+        (Some("object"), _) => Ok(Aggregation::Object),
+        (Some(other), _) => Err(invalid("aggregation", other, "`individual` or `object`")),
+        (None, Some(true)) => Ok(Aggregation::Object),
+        (None, _) => Ok(Aggregation::Individual),
+    });
+    if interface_type == Some(InterfaceType::Properties) && aggregation == Some(Aggregation::Object)
+    {
+        found.push(InterfaceError::ObjectProperties);
+    }
+    (interface_type, ownership, aggregation)
+}
+
+/// Every mapping, then the rules across them (which need every mapping valid).
+fn mappings(
+    raw_mappings: &[RawMapping],
+    context: MappingContext,
+    name: Option<&str>,
+    found: &mut Findings,
+) -> Option<Vec<Mapping>> {
+    if !(1..=MAX_MAPPINGS).contains(&raw_mappings.len()) {
+        found.push(InterfaceError::MappingCount {
+            count: raw_mappings.len(),
+        });
+    }
+    let mut mappings = Vec::with_capacity(raw_mappings.len());
+    for (index, mapping) in raw_mappings.iter().enumerate() {
+        match validate_mapping(mapping, index, context) {
+            Ok(mapping) => mappings.push(mapping),
+            Err(problems) => found.extend(problems),
+        }
+    }
+    if mappings.len() != raw_mappings.len() {
+        return None;
+    }
+    found.take(check_endpoints(&mappings));
+    if let (Some(name), Aggregation::Object) = (name, context.aggregation) {
+        found.take(check_object(name, &mappings));
+    }
+    Some(mappings)
 }
 
 /// Checks the length limits and the Elixir regex

@@ -58,156 +58,38 @@ pub fn validate_mapping(
     index: usize,
     context: MappingContext,
 ) -> Result<Mapping, Vec<InterfaceError>> {
-    let at = Location::Mapping(match raw.endpoint_text() {
-        Some(endpoint) => endpoint.to_owned(),
-        None => format!("at index {index}"),
-    });
-    let mut found = Findings::default();
-    let endpoint =
-        match raw.endpoint_text() {
-            Some(text) => found.take(Endpoint::parse(text).map_err(|reason| {
-                InterfaceError::InvalidEndpoint {
-                    endpoint: text.to_owned(),
-                    reason,
-                }
-            })),
-            None => found.take(Err(missing(&at, "endpoint"))),
-        };
-    let mapping_type = match raw.mapping_type.as_deref() {
-        Some(name) => found.take(MappingType::from_name(name).ok_or(
-            InterfaceError::InvalidValue {
-                at: at.clone(),
-                key: "type",
-                value: format!("{name:?}"),
-                expected: "one of the 14 Astarte types (`double`, `integer`, ..., `datetimearray`)",
-            },
-        )),
-        None => found.take(Err(missing(&at, "type"))),
+    let mut check = Check {
+        at: Location::Mapping(match raw.endpoint_text() {
+            Some(endpoint) => endpoint.to_owned(),
+            None => format!("at index {index}"),
+        }),
+        context,
+        found: Findings::default(),
     };
-
-    let datastream = context.interface_type == InterfaceType::Datastream;
-    let properties = context.interface_type == InterfaceType::Properties;
-    let object = context.aggregation == Aggregation::Object;
-    let only = |found: &mut Findings, key: &'static str, set: bool, allowed: bool, only| {
-        if set && !allowed {
-            found.push(InterfaceError::NotApplicable {
-                at: at.clone(),
-                key,
-                only,
-            });
-        }
-    };
-
-    let reliability = found.take(one_of(
-        &at,
+    let endpoint = check.endpoint(raw);
+    let mapping_type = check.mapping_type(raw);
+    let reliability = check.choice("reliability", raw.reliability.as_deref(), RELIABILITIES);
+    check.datastream_only(
         "reliability",
-        raw.reliability.as_deref(),
-        RELIABILITIES,
-    ));
-    let reliability_set = is_set(reliability.flatten(), Reliability::Unreliable);
-    only(
-        &mut found,
-        "reliability",
-        reliability_set,
-        datastream,
-        "datastream",
+        is_set(reliability.flatten(), Reliability::Unreliable),
     );
-
-    let retention = found.take(one_of(
-        &at,
-        "retention",
-        raw.retention.as_deref(),
-        RETENTIONS,
-    ));
-    only(
-        &mut found,
-        "retention",
-        is_set(retention.flatten(), Retention::Discard),
-        datastream,
-        "datastream",
-    );
-
-    if let Some(expiry) = raw.expiry.filter(|expiry| *expiry < 0) {
-        found.push(InterfaceError::InvalidValue {
-            at: at.clone(),
-            key: "expiry",
-            value: expiry.to_string(),
-            expected: "an integer >= 0 (0 means never)",
-        });
-    }
-    only(
-        &mut found,
-        "expiry",
-        is_set(raw.expiry, 0),
-        datastream,
-        "datastream",
-    );
-
-    let policy = raw.database_retention_policy.as_deref();
-    let use_ttl = found.take(one_of(&at, "database_retention_policy", policy, POLICIES));
-    let policy_set = is_set(use_ttl.flatten(), false);
-    only(
-        &mut found,
-        "database_retention_policy",
-        policy_set,
-        datastream,
-        "datastream",
-    );
-
-    let ttl = raw.database_retention_ttl;
-    let ttl_in_range = ttl.is_none_or(|ttl| (TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl));
-    if let Some(ttl) = ttl.filter(|_| !ttl_in_range) {
-        found.push(InterfaceError::InvalidValue {
-            at: at.clone(),
-            key: "database_retention_ttl",
-            value: ttl.to_string(),
-            expected: "a number of seconds from 60 to 630719999",
-        });
-    }
-    // The default TTL is "absent", so any value counts as set.
-    only(
-        &mut found,
-        "database_retention_ttl",
-        ttl.is_some(),
-        datastream,
-        "datastream",
-    );
-    let database_retention = match use_ttl {
-        Some(use_ttl) if ttl_in_range => {
-            found.take(database_retention(&at, use_ttl.unwrap_or(false), ttl))
-        }
-        _ => None,
-    };
-
-    let allow_unset = is_set(raw.allow_unset, false);
-    only(
-        &mut found,
+    let retention = check.choice("retention", raw.retention.as_deref(), RETENTIONS);
+    check.datastream_only("retention", is_set(retention.flatten(), Retention::Discard));
+    check.expiry(raw.expiry);
+    let database_retention = check.database_retention(raw);
+    check.only_for(
         "allow_unset",
-        allow_unset,
-        properties,
-        "properties",
+        is_set(raw.allow_unset, false),
+        InterfaceType::Properties,
     );
-    let explicit_timestamp = is_set(raw.explicit_timestamp, false);
-    only(
-        &mut found,
-        "explicit_timestamp",
-        explicit_timestamp,
-        datastream,
-        "datastream",
-    );
-    let required = is_set(raw.required, false);
-    only(
-        &mut found,
-        "required",
-        required,
-        object,
-        "object-aggregation",
-    );
+    check.datastream_only("explicit_timestamp", is_set(raw.explicit_timestamp, false));
+    if is_set(raw.required, false) && context.aggregation != Aggregation::Object {
+        check.not_applicable("required", "object-aggregation");
+    }
     // `encrypted` is accepted whatever its value and ignored until keyAgreement exists.
-
     check_texts(
-        &mut found,
-        &at,
+        &mut check.found,
+        &check.at,
         raw.description.as_deref(),
         raw.doc.as_deref(),
     );
@@ -225,23 +107,146 @@ pub fn validate_mapping(
             Some(reliability),
             Some(retention),
             Some(database_retention),
-        ) => {
-            Some(Mapping {
-                endpoint,
-                mapping_type,
-                reliability: reliability.unwrap_or(Reliability::Unreliable),
-                retention: retention.unwrap_or(Retention::Discard),
-                // Checked non-negative above (a negative one is a problem found).
-                expiry_seconds: raw.expiry.map_or(0, |expiry| expiry.unsigned_abs()),
-                database_retention,
-                allow_unset: raw.allow_unset.unwrap_or(false),
-                explicit_timestamp: raw.explicit_timestamp.unwrap_or(false),
-                required: raw.required.unwrap_or(false),
-            })
-        }
+        ) => Some(Mapping {
+            endpoint,
+            mapping_type,
+            reliability: reliability.unwrap_or(Reliability::Unreliable),
+            retention: retention.unwrap_or(Retention::Discard),
+            // Checked non-negative (a negative one is a problem found).
+            expiry_seconds: raw.expiry.map_or(0, |expiry| expiry.unsigned_abs()),
+            database_retention,
+            allow_unset: raw.allow_unset.unwrap_or(false),
+            explicit_timestamp: raw.explicit_timestamp.unwrap_or(false),
+            required: raw.required.unwrap_or(false),
+        }),
         _ => None,
     };
-    found.finish(mapping)
+    check.found.finish(mapping)
+}
+
+/// One mapping being checked: where it is, what its interface is, what was found so far.
+struct Check {
+    at: Location,
+    context: MappingContext,
+    found: Findings,
+}
+
+impl Check {
+    fn endpoint(&mut self, raw: &RawMapping) -> Option<Endpoint> {
+        let Some(text) = raw.endpoint_text() else {
+            self.missing("endpoint");
+            return None;
+        };
+        self.found.take(
+            Endpoint::parse(text).map_err(|reason| InterfaceError::InvalidEndpoint {
+                endpoint: text.to_owned(),
+                reason,
+            }),
+        )
+    }
+
+    fn mapping_type(&mut self, raw: &RawMapping) -> Option<MappingType> {
+        let Some(name) = raw.mapping_type.as_deref() else {
+            self.missing("type");
+            return None;
+        };
+        let parsed = MappingType::from_name(name);
+        if parsed.is_none() {
+            self.invalid(
+                "type",
+                format!("{name:?}"),
+                "one of the 14 Astarte types (`double`, `integer`, ..., `datetimearray`)",
+            );
+        }
+        parsed
+    }
+
+    /// `Some(None)` when absent, `Some(Some(value))` when valid, `None` when invalid.
+    fn choice<T: Copy>(
+        &mut self,
+        key: &'static str,
+        value: Option<&str>,
+        table: &Choices<T>,
+    ) -> Option<Option<T>> {
+        self.found.take(one_of(&self.at, key, value, table))
+    }
+
+    fn expiry(&mut self, expiry: Option<i64>) {
+        if let Some(expiry) = expiry.filter(|expiry| *expiry < 0) {
+            self.invalid(
+                "expiry",
+                expiry.to_string(),
+                "an integer >= 0 (0 means never)",
+            );
+        }
+        self.datastream_only("expiry", is_set(expiry, 0));
+    }
+
+    /// `database_retention_policy` and `database_retention_ttl`, together.
+    fn database_retention(&mut self, raw: &RawMapping) -> Option<DatabaseRetention> {
+        let policy = raw.database_retention_policy.as_deref();
+        let use_ttl = self.choice("database_retention_policy", policy, POLICIES);
+        self.datastream_only(
+            "database_retention_policy",
+            is_set(use_ttl.flatten(), false),
+        );
+        let ttl = raw.database_retention_ttl;
+        let ttl_in_range = ttl.is_none_or(|ttl| (TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl));
+        if let Some(ttl) = ttl.filter(|_| !ttl_in_range) {
+            self.invalid(
+                "database_retention_ttl",
+                ttl.to_string(),
+                "a number of seconds from 60 to 630719999",
+            );
+        }
+        // The default TTL is "absent", so any value counts as set.
+        self.datastream_only("database_retention_ttl", ttl.is_some());
+        match use_ttl {
+            Some(use_ttl) if ttl_in_range => {
+                self.found
+                    .take(database_retention(&self.at, use_ttl.unwrap_or(false), ttl))
+            }
+            _ => None,
+        }
+    }
+
+    fn datastream_only(&mut self, key: &'static str, set: bool) {
+        self.only_for(key, set, InterfaceType::Datastream);
+    }
+
+    fn only_for(&mut self, key: &'static str, set: bool, allowed: InterfaceType) {
+        if set && self.context.interface_type != allowed {
+            let only = match allowed {
+                InterfaceType::Datastream => "datastream",
+                InterfaceType::Properties => "properties",
+            };
+            self.not_applicable(key, only);
+        }
+    }
+
+    fn not_applicable(&mut self, key: &'static str, only: &'static str) {
+        self.found.push(InterfaceError::NotApplicable {
+            at: self.at.clone(),
+            key,
+            only,
+        });
+    }
+
+    fn missing(&mut self, key: &'static str) {
+        self.found.push(InterfaceError::MissingKey {
+            at: self.at.clone(),
+            key,
+        });
+    }
+
+    fn invalid(&mut self, key: &'static str, value: String, expected: &'static str) {
+        self.found.push(InterfaceError::InvalidValue {
+            at: self.at.clone(),
+            key,
+            value,
+            expected,
+        });
+    }
 }
 
 /// The `description` and `doc` limits of an interface or a mapping. Lengths are counted in
@@ -266,13 +271,6 @@ pub(super) fn check_texts(
                 max,
             });
         }
-    }
-}
-
-fn missing(at: &Location, key: &'static str) -> InterfaceError {
-    InterfaceError::MissingKey {
-        at: at.clone(),
-        key,
     }
 }
 

@@ -20,6 +20,7 @@ mod command_row;
 pub mod ledger;
 mod legacy;
 mod ops;
+mod request;
 mod schema;
 mod writer;
 
@@ -36,10 +37,10 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::interface::Ownership;
-use answer::Reply;
 
 pub use command_row::{CommandResult, NO_EXIT_CODE, Status};
 pub use ledger::{Inserted, LedgerEntry, NewCommand};
+pub(crate) use request::Request;
 pub use schema::{DATABASE_FILE, SCHEMA_VERSION};
 
 /// Default cap of the stored backlog (payload bytes waiting on disk).
@@ -165,69 +166,6 @@ pub(crate) fn file_bytes(dir: &Path) -> u64 {
         .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
         .map(|metadata| metadata.len())
         .sum()
-}
-
-/// What the writer thread is asked to do; each request that is answered carries a reply of
-/// its own type.
-pub(crate) enum Request {
-    Append {
-        message: StoredMessage,
-        reply: Reply<u64>,
-    },
-    PutProperty {
-        row: PropertyRow,
-        reply: Option<Reply<()>>,
-    },
-    DeleteProperty {
-        interface: String,
-        path: String,
-        reply: Option<Reply<()>>,
-    },
-    DropInterface {
-        interface: String,
-        reply: Reply<()>,
-    },
-    Ack(Vec<u64>),
-    DeadLetter(u64),
-    Load {
-        from: u64,
-        limit: usize,
-        now_ms: i64,
-        reply: Reply<Loaded>,
-    },
-    /// The command ledger's requests.
-    Ledger(ledger::LedgerRequest),
-    /// Commit what is pending and stop.
-    Stop,
-}
-
-impl Request {
-    /// Answers a request its transaction never applied.
-    fn fail(self, error: StoreError) {
-        match self {
-            Request::Append { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Request::PutProperty {
-                reply: Some(reply), ..
-            }
-            | Request::DeleteProperty {
-                reply: Some(reply), ..
-            }
-            | Request::DropInterface { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Request::Load { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Request::Ledger(request) => request.fail(error),
-            Request::PutProperty { reply: None, .. }
-            | Request::DeleteProperty { reply: None, .. }
-            | Request::Ack(_)
-            | Request::DeadLetter(_)
-            | Request::Stop => {}
-        }
-    }
 }
 
 /// Handle to the store; cheap to clone. The writer thread stops when the last handle is

@@ -83,96 +83,120 @@ pub async fn drive(
     link: Link,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    poll(eventloop, events, link, stop).await;
+    let mut driver = Driver {
+        eventloop,
+        events,
+        link,
+        backoff: Backoff::new(RECONNECT_BASE, RECONNECT_MAX),
+        generation: 0,
+        connected_at: None,
+    };
+    while let Some(polled) = driver.poll(&stop).await {
+        let keep_going = match polled {
+            Ok(event) => driver.on_event(event).await,
+            Err(ConnectionError::RequestsDone) => false,
+            Err(error) => driver.on_error(error, &stop).await,
+        };
+        if !keep_going {
+            break;
+        }
+    }
     Ok(())
 }
 
-async fn poll(
-    mut eventloop: EventLoop,
+/// The state of the polling loop.
+struct Driver {
+    eventloop: EventLoop,
     events: mpsc::Sender<DriverEvent>,
     link: Link,
-    stop: CancellationToken,
-) {
-    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
-    let mut generation = 0;
-    let mut connected_at: Option<Instant> = None;
-    loop {
-        let polled = tokio::select! {
+    backoff: Backoff,
+    generation: u64,
+    connected_at: Option<Instant>,
+}
+
+impl Driver {
+    /// The next event of rumqttc; `None` once `stop` fires.
+    async fn poll(&mut self, stop: &CancellationToken) -> Option<Result<Event, ConnectionError>> {
+        tokio::select! {
             biased;
-            _ = stop.cancelled() => return,
-            polled = eventloop.poll() => polled,
-        };
-        let event = match polled {
+            _ = stop.cancelled() => None,
+            polled = self.eventloop.poll() => Some(polled),
+        }
+    }
+
+    /// Passes an event on; false when the driver should stop (the session is gone, or a
+    /// DISCONNECT was written).
+    async fn on_event(&mut self, event: Event) -> bool {
+        let event = match event {
             // A clean connection only wipes what the broker kept; its own session would end
             // with it (MQTT 3.1.1), so nothing could ever be resumed. Drop it at once and
             // connect again keeping the session: the handshake then builds a session that
             // outlives this connection and this process (see resume.rs).
-            Ok(Event::Incoming(Packet::ConnAck(_))) if eventloop.mqtt_options.clean_session() => {
-                eventloop.clean();
-                eventloop.mqtt_options.set_clean_session(false);
+            Event::Incoming(Packet::ConnAck(_)) if self.eventloop.mqtt_options.clean_session() => {
+                self.eventloop.clean();
+                self.eventloop.mqtt_options.set_clean_session(false);
                 tracing::debug!("broker session wiped; reconnecting to start a lasting one");
-                continue;
+                return true;
             }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                generation += 1;
-                link.set(generation);
-                connected_at = Some(Instant::now());
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                self.generation += 1;
+                self.link.set(self.generation);
+                self.connected_at = Some(Instant::now());
                 if !ack.session_present {
                     // rumqttc keeps a parked publish across a lost session; the session logic
                     // requeues it, so drop it here or rumqttc would stop taking requests.
-                    eventloop.state.collision = None;
+                    self.eventloop.state.collision = None;
                 }
                 DriverEvent::Connected {
-                    generation,
+                    generation: self.generation,
                     session_present: ack.session_present,
                 }
             }
-            Ok(event) => {
+            event => {
                 let disconnected = matches!(event, Event::Outgoing(Outgoing::Disconnect));
-                if events.send(DriverEvent::Mqtt(event)).await.is_err() || disconnected {
-                    return;
-                }
-                continue;
-            }
-            Err(ConnectionError::RequestsDone) => return,
-            Err(error) => {
-                link.set(0);
-                if matches!(
-                    error,
-                    ConnectionError::MqttState(StateError::Unsolicited(_))
-                ) {
-                    // rumqttc forgets inbound QoS 2 state on reconnect; a broker resending PUBREL
-                    // would then fail every resumed session. Start the next one clean.
-                    eventloop.mqtt_options.set_clean_session(true);
-                }
-                if connected_at
-                    .take()
-                    .is_some_and(|since| since.elapsed() >= STABLE_CONNECTION)
-                {
-                    backoff.reset();
-                }
-                if events
-                    .send(DriverEvent::Lost(classify(&error)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let delay = backoff.next_delay();
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                if link.take_clean_request() {
-                    eventloop.mqtt_options.set_clean_session(true);
-                }
-                continue;
+                return self.events.send(DriverEvent::Mqtt(event)).await.is_ok() && !disconnected;
             }
         };
-        if events.send(event).await.is_err() {
-            return;
+        self.events.send(event).await.is_ok()
+    }
+
+    /// The connection failed or was lost: report it, wait out the backoff; false when the
+    /// driver should stop.
+    async fn on_error(&mut self, error: ConnectionError, stop: &CancellationToken) -> bool {
+        self.link.set(0);
+        if matches!(
+            error,
+            ConnectionError::MqttState(StateError::Unsolicited(_))
+        ) {
+            // rumqttc forgets inbound QoS 2 state on reconnect; a broker resending PUBREL
+            // would then fail every resumed session. Start the next one clean.
+            self.eventloop.mqtt_options.set_clean_session(true);
         }
+        if self
+            .connected_at
+            .take()
+            .is_some_and(|since| since.elapsed() >= STABLE_CONNECTION)
+        {
+            self.backoff.reset();
+        }
+        if self
+            .events
+            .send(DriverEvent::Lost(classify(&error)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let delay = self.backoff.next_delay();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        if self.link.take_clean_request() {
+            self.eventloop.mqtt_options.set_clean_session(true);
+        }
+        true
     }
 }
 
