@@ -223,6 +223,21 @@ async fn a_command_sent_while_the_agent_is_stopped_runs_after_it_starts() {
 }
 
 #[tokio::test]
+async fn a_command_sent_while_the_agent_is_down_after_a_crash_runs_after_it_restarts() {
+    let env = commands_env("").await;
+    let mut observer = env.observer().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    env.wait_for_session_record().await;
+    agent.stop_with(Signal::SIGKILL).await;
+    // The broker keeps it in the device's session while the device is down.
+    request(&observer, &env, "after-crash", "count", &["0"]).await;
+    let (_agent, _proxy) = env.start_connected_agent().await;
+    let results = results_until_final(&mut observer, &env, "after-crash").await;
+    assert_eq!(statuses(&results).last(), Some(&"completed"));
+    assert_eq!(runs(&env), 1);
+}
+
+#[tokio::test]
 async fn sigkill_while_running_reports_interrupted_and_queued_commands_run_after_restart() {
     let env = commands_env("").await;
     let mut observer = env.observer().await;

@@ -43,8 +43,8 @@ async fn restart_reuses_credentials_and_resends_device_properties() {
         agent.log()
     );
 
-    // After a crash the session starts clean: the handshake lists the stored property and
-    // resends its value.
+    // After a crash the broker's session is resumed and the handshake runs again (queued
+    // property changes were in memory): it lists the stored property and resends its value.
     agent.stop_with(Signal::SIGKILL).await;
     let (_agent, proxy) = env.start_connected_agent().await;
     let purge_topic = format!("{}/control/producer/properties", env.base_topic());

@@ -343,22 +343,75 @@ async fn data_published_while_the_agent_was_stopped_cleanly_arrives_after_the_re
         "{}",
         agent.log()
     );
+    // The clean-stop mark was consumed at start: a crash now is resumed as a crash.
+    let mut agent = agent;
+    agent.stop_with(nix::sys::signal::Signal::SIGKILL).await;
+    let (agent, _proxy) = env.start_connected_agent().await;
     assert!(
-        !env.path("store/credentials/mqtt-session").exists(),
-        "the record is consumed at start: a crash now must start clean"
+        agent.log().contains("did not stop cleanly"),
+        "{}",
+        agent.log()
     );
 }
 
 #[tokio::test]
-async fn after_a_crash_the_session_starts_clean() {
+async fn data_published_while_the_agent_was_down_after_a_crash_arrives_after_the_restart() {
     let env = TestEnv::new().await;
+    let observer = env.observer().await;
     let (mut agent, _proxy) = env.start_connected_agent().await;
+    env.wait_for_session_record().await;
     agent.stop_with(nix::sys::signal::Signal::SIGKILL).await;
-    assert!(!env.path("store/credentials/mqtt-session").exists());
-    let (agent, _proxy) = env.start_connected_agent().await;
+    observer
+        .publish(
+            &env.topic(SERVER_PROPERTIES, "/sampling"),
+            bson(doc! {"v": 23i32}),
+            1,
+        )
+        .await
+        .unwrap();
+    let (agent, proxy) = env.start_connected_agent().await;
+    assert_eq!(
+        wait_for_property(&proxy, SERVER_PROPERTIES, "/sampling").await,
+        OwnedValue::from(23i32)
+    );
+    assert!(
+        agent.log().contains("did not stop cleanly"),
+        "{}",
+        agent.log()
+    );
+    let events = env.sandbox.device_events(&env.base_topic());
+    let last_connect = events
+        .iter()
+        .rposition(|e| matches!(e, BrokerEvent::Connected { .. }))
+        .unwrap();
+    assert!(
+        matches!(
+            events[last_connect],
+            BrokerEvent::Connected {
+                clean_session: false,
+                ..
+            }
+        ),
+        "the session is resumed, not wiped: {events:?}"
+    );
+    // Before it sends anything, the agent ends every QoS 2 exchange the broker may still hold
+    // from the crashed run: a new message must never be taken for an old one's duplicate.
+    let after: Vec<&BrokerEvent> = events[last_connect..]
+        .iter()
+        .filter(|e| matches!(e, BrokerEvent::PubRel { .. } | BrokerEvent::Publish(_)))
+        .collect();
+    let released: Vec<u16> = after
+        .iter()
+        .take_while(|e| matches!(e, BrokerEvent::PubRel { .. }))
+        .map(|e| match e {
+            BrokerEvent::PubRel { mid } => *mid,
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(released, (1..=100).collect::<Vec<u16>>(), "{after:?}");
     assert!(
         agent.log().contains("running the session handshake"),
-        "{}",
+        "the handshake runs again after a crash: {}",
         agent.log()
     );
 }

@@ -76,6 +76,30 @@ async fn unique_stored_data_is_not_duplicated_across_a_reconnection() {
 }
 
 #[tokio::test]
+async fn unique_stored_data_in_flight_at_a_crash_all_arrives_after_the_restart_in_order() {
+    let env = TestEnv::new().await;
+    let (mut agent, proxy) = env.start_connected_agent().await;
+    env.wait_for_session_record().await;
+    let mut observer = env.observer().await;
+    let path = "/stored/unique";
+    send_ints(&proxy, path, 0..1500).await;
+    // Whatever is in flight now (QoS 2 exchanges at any stage) is cut short.
+    agent.stop_with(Signal::SIGKILL).await;
+    let (agent, _proxy) = env.start_connected_agent().await;
+    let values = collect_values(&mut observer, &env.topic(DEVICE_DATASTREAM, path), 1500).await;
+    assert_eq!(
+        first_occurrences(&values),
+        (0..1500).collect::<Vec<_>>(),
+        "every accepted value arrives, first occurrences in order"
+    );
+    assert!(
+        agent.log().contains("did not stop cleanly"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[tokio::test]
 async fn a_full_stored_queue_refuses_new_data_and_keeps_what_it_holds() {
     let mut env = TestEnv::persistent().await;
     env.write_config("[store]\nmax_queue_bytes = 65536");

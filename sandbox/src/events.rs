@@ -30,6 +30,10 @@ pub enum BrokerEvent {
     PublishDenied(LoggedPublish),
     /// A PUBLISH the broker sent to the client.
     Delivered(LoggedPublish),
+    /// A PUBREL from the client: it ends the QoS 2 exchange of packet id `mid`.
+    PubRel {
+        mid: u16,
+    },
     /// The connection ended; `reason` is the rest of mosquitto's line.
     Disconnected {
         reason: String,
@@ -97,6 +101,12 @@ fn single_line_event(line: &str, id: &str) -> Option<BrokerEvent> {
     }
     if let Some(rest) = after("Received PUBLISH from ") {
         return publish(rest).map(BrokerEvent::Publish);
+    }
+    if let Some(rest) = after("Received PUBREL from ") {
+        let mid = rest.strip_prefix(" (Mid: ")?.strip_suffix(')')?;
+        return Some(BrokerEvent::PubRel {
+            mid: mid.parse().ok()?,
+        });
     }
     if let Some(rest) = after("Denied PUBLISH from ") {
         return publish(rest).map(BrokerEvent::PublishDenied);
@@ -259,6 +269,16 @@ mod tests {
             },
         ];
         assert_eq!(events, expected);
+    }
+
+    #[test]
+    fn a_pubrel_names_its_packet_id() {
+        let log = "1796617853: Received PUBREL from test/dev1 (Mid: 42)\n\
+                   1796617853: Received PUBREL from test/dev10 (Mid: 7)\n";
+        assert_eq!(
+            parse_events(log, "test/dev1"),
+            vec![BrokerEvent::PubRel { mid: 42 }]
+        );
     }
 
     #[test]

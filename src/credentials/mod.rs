@@ -28,7 +28,7 @@ pub use file::FileBackend;
 pub use key::{CsrSigner, DeviceKey, MemoryKey, SignError};
 pub use secret::{CredentialsSecret, InvalidSecret, Secret};
 
-const DIR_NAME: &str = "credentials";
+pub const DIR_NAME: &str = "credentials";
 const CERT_FILE: &str = "client.crt";
 const BROKER_FILE: &str = "broker";
 /// Written by a clean stop when the broker's session may be resumed (`transport::resume`).

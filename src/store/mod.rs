@@ -132,6 +132,9 @@ pub struct Opened {
     pub properties: Vec<PropertyRow>,
     /// Sequence numbers of the queued rows: the first and the last, if any.
     pub backlog: Option<(u64, u64)>,
+    /// The database was created by this open: a new device, or a corrupt database moved
+    /// aside. Nothing the agent knew about the broker's session holds any more.
+    pub fresh: bool,
 }
 
 /// Limits the store enforces.
@@ -218,6 +221,7 @@ impl Store {
             },
             properties: contents.properties,
             backlog: contents.backlog,
+            fresh: contents.fresh,
         })
     }
 

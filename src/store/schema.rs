@@ -75,6 +75,8 @@ pub(super) struct Contents {
     pub next_seq: u64,
     pub backlog: Option<(u64, u64)>,
     pub properties: Vec<PropertyRow>,
+    /// The database was created by this open (a new device, or a corrupt one moved aside).
+    pub fresh: bool,
 }
 
 /// Opens the database in `dir`, moving a corrupt one aside and starting afresh: corrupt pages
@@ -103,16 +105,17 @@ fn open_and_read(
     dir: &Path,
     path: &Path,
 ) -> Result<Result<(Connection, Contents), rusqlite::Error>, StoreError> {
-    let connection = match open_checked(path) {
-        Ok(connection) => connection,
+    let (connection, fresh) = match open_checked(path) {
+        Ok(opened) => opened,
         Err(error) => return Ok(Err(error)),
     };
     legacy::import(dir, &connection)?;
-    Ok(read_contents(&connection).map(|contents| (connection, contents)))
+    Ok(read_contents(&connection, fresh).map(|contents| (connection, contents)))
 }
 
-/// Opens, configures, checks and migrates; any error here is reported by its SQLite code.
-fn open_checked(path: &Path) -> Result<Connection, rusqlite::Error> {
+/// Opens, configures, checks and migrates; whether the database was new (no schema yet). Any
+/// error here is reported by its SQLite code.
+fn open_checked(path: &Path) -> Result<(Connection, bool), rusqlite::Error> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -136,8 +139,10 @@ fn open_checked(path: &Path) -> Result<Connection, rusqlite::Error> {
             Some(check),
         ));
     }
+    let fresh =
+        connection.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))? == 0;
     migrate(&connection)?;
-    Ok(connection)
+    Ok((connection, fresh))
 }
 
 /// Applies the migrations the database lacks, each in its own transaction.
@@ -161,7 +166,7 @@ pub(super) fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
-fn read_contents(connection: &Connection) -> Result<Contents, rusqlite::Error> {
+fn read_contents(connection: &Connection, fresh: bool) -> Result<Contents, rusqlite::Error> {
     let (queued, queued_bytes, first, last): (i64, i64, Option<i64>, Option<i64>) = connection
         .query_row(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(seq), MAX(seq) FROM queue",
@@ -204,6 +209,7 @@ fn read_contents(connection: &Connection) -> Result<Contents, rusqlite::Error> {
             .zip(last)
             .map(|(first, last)| (first as u64, last as u64)),
         properties,
+        fresh,
     })
 }
 

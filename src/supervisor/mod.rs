@@ -240,6 +240,13 @@ impl Local {
         })
         .await??;
         let store = opened.store;
+        if opened.fresh {
+            // What the broker keeps for the device can't be matched with this store.
+            crate::transport::resume::ResumeRecord::in_dir(
+                &config.store_dir.join(crate::credentials::DIR_NAME),
+            )
+            .forget();
+        }
         if let Some((first, last)) = opened.backlog {
             let messages = store
                 .counters()

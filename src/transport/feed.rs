@@ -37,6 +37,7 @@ impl Session<'_> {
                 if done {
                     tracing::info!("session handshake complete");
                     self.context.state.send_replace(AgentState::Connected);
+                    self.record_session();
                     // Data may flow at once.
                     self.feed();
                 }
@@ -139,6 +140,14 @@ impl Session<'_> {
                 tracing::debug!(%error, "rumqttc's request channel is full; retrying later");
                 Err(step)
             }
+        }
+    }
+
+    /// The broker keeps a session for the device from now on: a later start (even after a
+    /// crash) resumes it. Written once, without waiting.
+    fn record_session(&mut self) {
+        if let Some((record, identity)) = self.record.take() {
+            tokio::spawn(async move { record.session_exists(&identity).await });
         }
     }
 

@@ -14,7 +14,10 @@ impl Session<'_> {
                 let completed = self.tracker.on_puback(ack.pkid);
                 self.on_completed(completed);
             }
-            Incoming::PubRec(ack) => self.tracker.on_pubrec(ack.pkid),
+            Incoming::PubRec(ack) => {
+                let completed = self.tracker.on_pubrec(ack.pkid);
+                self.on_completed(completed);
+            }
             Incoming::PubComp(ack) => {
                 let completed = self.tracker.on_pubcomp(ack.pkid);
                 self.on_completed(completed);

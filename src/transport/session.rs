@@ -15,14 +15,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Outgoing, PubRel, Request, TlsConfiguration, Transport,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{self, DriverEvent, Link, LostReason};
 use super::phase::{OnConnect, Phase};
 use super::poison::Suspect;
-use super::resume::ResumeRecord;
+use super::resume::{Resume, ResumeRecord};
 use super::tracker::Tracker;
 use crate::interface::registry::Registry;
 use crate::interface::runtime::LiveRegistry;
@@ -37,6 +39,8 @@ use crate::topic::Topics;
 /// Requests handed to rumqttc and not yet acknowledged, at most. Below Astarte's in-flight
 /// limit (100) so the broker never has to hold our messages back.
 pub const MAX_OUTSTANDING: usize = 64;
+/// rumqttc's in-flight window: packet ids cycle through 1..=MAX_INFLIGHT.
+pub const MAX_INFLIGHT: u16 = 100;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
 pub const CONNECT_TIMEOUT_SECS: u64 = 20;
 /// How long a shutdown or certificate renewal waits for unacknowledged messages.
@@ -101,9 +105,9 @@ pub async fn run(
     let mut options = MqttOptions::new(context.topics.base(), endpoint.host.clone(), endpoint.port);
     options
         .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(!resume)
+        .set_clean_session(resume == Resume::Clean)
         .set_manual_acks(true)
-        .set_inflight(100)
+        .set_inflight(MAX_INFLIGHT)
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
         .set_transport(Transport::Tls(TlsConfiguration::Rustls(
             endpoint.tls.clone(),
@@ -112,6 +116,18 @@ pub async fn run(
     eventloop
         .network_options
         .set_connection_timeout(CONNECT_TIMEOUT_SECS);
+    match resume {
+        Resume::Clean => {}
+        Resume::AfterCleanStop => {
+            tracing::info!("resuming the broker session the previous run left cleanly")
+        }
+        Resume::AfterCrash => {
+            tracing::info!(
+                "resuming the broker session of a run that did not stop cleanly: releasing its packet ids first"
+            );
+            eventloop.pending.extend(release_every_packet_id());
+        }
+    }
 
     let (events_tx, events) = mpsc::channel(64);
     let link = Link::default();
@@ -119,17 +135,25 @@ pub async fn run(
         let link = link.clone();
         move |stop| driver::drive(eventloop, events_tx, link, stop)
     });
-    let mut session = Session::new(context, client, events, link, resume);
+    let record = (resume == Resume::Clean).then(|| (endpoint.resume.clone(), identity.clone()));
+    let mut session = Session::new(context, client, events, link, resume, record);
     context.state.send_replace(AgentState::Connecting);
-    if resume {
-        tracing::info!("resuming the broker session the previous run left cleanly");
-    }
     let end = session.run(cancel).await;
     let resumable = session.close(driver).await;
     if resumable && end == SessionEnd::Shutdown {
-        endpoint.resume.save(&identity).await;
+        endpoint.resume.clean_stop(&identity).await;
     }
     end
+}
+
+/// After a crash the broker may still hold any of our packet ids in a QoS 2 exchange (ours in
+/// flight then, stored or volatile, whatever this process knows of them): a new message with
+/// such an id would be taken for the old one's duplicate and dropped. A PUBREL for every id,
+/// sent before anything else, ends whatever exchange the broker holds (the broker answers
+/// PUBCOMP for an id it does not hold); the messages it held are then delivered, and stored
+/// ones not acknowledged yet are sent again with new ids (at least once, never lost).
+fn release_every_packet_id() -> impl Iterator<Item = Request> {
+    (1..=MAX_INFLIGHT).map(|pkid| Request::PubRel(PubRel::new(pkid)))
 }
 
 pub(super) struct Session<'a> {
@@ -152,6 +176,8 @@ pub(super) struct Session<'a> {
     pub(super) delivered: Vec<u64>,
     /// Messages from Astarte a feature holds, acknowledged when it confirms (see router).
     pub(super) pending_acks: HashMap<u64, rumqttc::Publish>,
+    /// Where to record, once the handshake finished, that the broker keeps the session.
+    pub(super) record: Option<(ResumeRecord, String)>,
 }
 
 impl<'a> Session<'a> {
@@ -160,7 +186,8 @@ impl<'a> Session<'a> {
         client: AsyncClient,
         events: mpsc::Receiver<DriverEvent>,
         link: Link,
-        resumable: bool,
+        resume: Resume,
+        record: Option<(ResumeRecord, String)>,
     ) -> Session<'a> {
         Session {
             context,
@@ -168,14 +195,16 @@ impl<'a> Session<'a> {
             events,
             tracker: Tracker::new(),
             link,
-            // A resumable session went through its handshake in the previous process.
-            phase: Phase::start(resumable),
+            // Only after a clean stop is the broker's session known to be synced; after a
+            // crash, queued property changes were lost with the memory: the handshake runs.
+            phase: Phase::start(resume == Resume::AfterCleanStop),
             connected_once: false,
             registry: context.registry.subscribe(),
             subscribed: BTreeSet::new(),
             suspect: Suspect::default(),
             delivered: Vec::new(),
             pending_acks: HashMap::new(),
+            record,
         }
     }
 

@@ -17,6 +17,9 @@ pub enum Tag {
     Handshake,
     /// Application data from the queue.
     Data(Message),
+    /// A QoS 2 data message the broker has received (PUBREC): delivered, its exchange ends
+    /// with PUBCOMP.
+    Released,
 }
 
 /// A request that is finished from the broker's point of view.
@@ -54,7 +57,7 @@ impl Tracker {
     /// rumqttc wrote a publish. Packet id 0 is QoS 0: done once written.
     pub fn on_publish_written(&mut self, pkid: u16) -> Option<Completed> {
         if pkid == 0 {
-            return self.submitted.pop_front().map(complete);
+            return self.submitted.pop_front().and_then(complete);
         }
         if self.awaiting_ack.contains_key(&pkid) {
             return None; // a retransmission after a resumed session
@@ -89,24 +92,34 @@ impl Tracker {
 
     /// PUBACK: a QoS 1 publish is delivered.
     pub fn on_puback(&mut self, pkid: u16) -> Option<Completed> {
-        self.awaiting_ack.remove(&pkid).map(complete)
+        self.awaiting_ack.remove(&pkid).and_then(complete)
     }
 
-    /// PUBREC: the broker owns a QoS 2 publish; the exchange ends with PUBCOMP.
-    pub fn on_pubrec(&mut self, pkid: u16) {
-        if let Some(tag) = self.awaiting_ack.remove(&pkid) {
-            self.awaiting_complete.insert(pkid, tag);
+    /// PUBREC: the broker owns a QoS 2 publish, the exchange ends with PUBCOMP. Data is
+    /// delivered from now on (the broker will not lose it and must not get it again: after a
+    /// crash, a stored message is never sent again once its row is gone); a handshake step
+    /// completes with PUBCOMP.
+    pub fn on_pubrec(&mut self, pkid: u16) -> Option<Completed> {
+        match self.awaiting_ack.remove(&pkid)? {
+            Tag::Data(message) => {
+                self.awaiting_complete.insert(pkid, Tag::Released);
+                Some(Completed::Data(message))
+            }
+            tag => {
+                self.awaiting_complete.insert(pkid, tag);
+                None
+            }
         }
     }
 
     /// PUBCOMP: a QoS 2 exchange is finished.
     pub fn on_pubcomp(&mut self, pkid: u16) -> Option<Completed> {
-        self.awaiting_complete.remove(&pkid).map(complete)
+        self.awaiting_complete.remove(&pkid).and_then(complete)
     }
 
     /// SUBACK: a subscription is in place.
     pub fn on_suback(&mut self, pkid: u16) -> Option<Completed> {
-        self.subscriptions.remove(&pkid).map(complete)
+        self.subscriptions.remove(&pkid).and_then(complete)
     }
 
     /// The connection dropped: written subscriptions will never be acknowledged (rumqttc
@@ -131,7 +144,7 @@ impl Tracker {
             .chain(self.awaiting_complete.values())
             .filter_map(|tag| match tag {
                 Tag::Data(message) => Some(message.seq),
-                Tag::Handshake => None,
+                Tag::Handshake | Tag::Released => None,
             })
             .min()
     }
@@ -163,7 +176,7 @@ impl Tracker {
             .chain(self.collided.take().map(|(_, tag)| tag))
             .filter_map(|tag| match tag {
                 Tag::Data(message) => Some(message),
-                Tag::Handshake => None,
+                Tag::Handshake | Tag::Released => None,
             })
             .collect();
         messages.sort_by_key(|message| message.seq);
@@ -171,10 +184,11 @@ impl Tracker {
     }
 }
 
-fn complete(tag: Tag) -> Completed {
+fn complete(tag: Tag) -> Option<Completed> {
     match tag {
-        Tag::Handshake => Completed::Handshake,
-        Tag::Data(message) => Completed::Data(message),
+        Tag::Handshake => Some(Completed::Handshake),
+        Tag::Data(message) => Some(Completed::Data(message)),
+        Tag::Released => None,
     }
 }
 
@@ -290,12 +304,29 @@ mod tests {
         let mut tracker = Tracker::new();
         tracker.submitted(data(1, 2));
         tracker.on_publish_written(7);
-        tracker.on_pubrec(7); // rumqttc frees id 7 here
+        // rumqttc frees id 7 here; the broker owns message 1: it is delivered.
+        assert_eq!(seq(tracker.on_pubrec(7)), Some(1));
+        assert_eq!(tracker.outstanding(), 1, "its exchange is not over");
         tracker.submitted(data(2, 1));
         tracker.on_publish_written(7);
         assert_eq!(seq(tracker.on_puback(7)), Some(2));
-        assert_eq!(seq(tracker.on_pubcomp(7)), Some(1));
+        assert_eq!(
+            tracker.on_pubcomp(7),
+            None,
+            "the end of message 1's exchange"
+        );
         assert_eq!(tracker.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_handshake_step_at_qos2_completes_at_pubcomp_not_pubrec() {
+        let mut tracker = Tracker::new();
+        tracker.submitted(Tag::Handshake);
+        tracker.on_publish_written(3);
+        assert_eq!(tracker.on_pubrec(3), None);
+        assert_eq!(tracker.handshake_outstanding(), 1);
+        assert_eq!(tracker.on_pubcomp(3), Some(Completed::Handshake));
+        assert_eq!(tracker.handshake_outstanding(), 0);
     }
 
     #[test]

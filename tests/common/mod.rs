@@ -182,6 +182,21 @@ impl TestEnv {
         (agent, proxy)
     }
 
+    /// Waits until the agent has recorded that the broker keeps a session for the device (it
+    /// does so, in the background, once the session's handshake finished): from then on a
+    /// restart, even after a crash, resumes that session.
+    pub async fn wait_for_session_record(&self) {
+        let path = self.path("store/credentials/mqtt-session");
+        let wait = async {
+            while !path.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(TIMEOUT, wait).await.is_err() {
+            panic!("{} never appeared", path.display());
+        }
+    }
+
     /// Runs the agent binary with a subcommand against this environment's configuration.
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
         run_cli(&self.config_path(), args).await
