@@ -3,10 +3,14 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use astarte_sandbox::{Observer, Sandbox, SandboxOptions};
-use support::WAIT;
+use astarte_sandbox::{Identity, Observer, Sandbox, SandboxOptions, client_config};
+use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
+use support::{ID, WAIT, pair};
+use tokio::task::JoinHandle;
 
 async fn persistent() -> Sandbox {
     let opts = SandboxOptions {
@@ -58,6 +62,78 @@ async fn it_keeps_observing_across_broker_restarts() {
         assert_eq!((seen.qos, seen.payload), (2, vec![round]));
         observer.wait_subscribed(WAIT).await.unwrap();
     }
+}
+
+/// The case that made a rumqttc observer deaf for good: a restart in the middle of a QoS 2
+/// delivery to the observer (PUBREC sent, PUBREL not completed), whose PUBREL the broker
+/// resends right after the next CONNACK. A device publishes QoS 2 messages all along, so some
+/// restarts catch one half-done.
+#[tokio::test]
+async fn it_keeps_receiving_when_restarts_interrupt_qos_2_deliveries() {
+    let mut sb = persistent().await;
+    let mut observer = sb.observer().await.unwrap();
+    let identity = pair(&sb, ID).await;
+    let prefix = format!("test/{ID}/org.example.Feed/");
+    let queued = Arc::new(AtomicU32::new(0));
+    let feeder = feed(&sb, &identity, prefix.clone(), queued.clone());
+    let number = |topic: &str| topic.strip_prefix(&prefix)?.parse::<u32>().ok();
+    for round in 0..12u64 {
+        tokio::time::sleep(Duration::from_millis(100 + 37 * round)).await;
+        sb.restart_broker().await.unwrap();
+        let after = queued.load(Ordering::SeqCst);
+        let newer = observer
+            .wait_for(|m| number(&m.topic).is_some_and(|n| n > after), WAIT * 2)
+            .await;
+        if let Err(err) = newer {
+            panic!(
+                "round {round}: nothing after {after}: {err}\n{}",
+                sb.broker_log()
+            );
+        }
+    }
+    for task in feeder {
+        task.abort();
+    }
+}
+
+/// A device that publishes `<prefix><n>` at QoS 2 every few milliseconds, `n` counting up in
+/// `queued`, and reconnects (keeping its session) whenever the broker goes away. It subscribes
+/// to nothing.
+fn feed(
+    sb: &Sandbox,
+    identity: &Identity,
+    prefix: String,
+    queued: Arc<AtomicU32>,
+) -> [JoinHandle<()>; 2] {
+    let tls = client_config(sb.ca_pem(), Some(identity)).unwrap();
+    let mut options = MqttOptions::new(format!("test/{ID}"), "localhost", sb.broker_port());
+    options
+        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)))
+        .set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let driver = tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let publisher = tokio::spawn(async move {
+        for n in 1.. {
+            queued.store(n, Ordering::SeqCst);
+            let topic = format!("{prefix}{n}");
+            if client
+                .publish(topic, QoS::ExactlyOnce, false, vec![1])
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    });
+    [driver, publisher]
 }
 
 #[tokio::test]
