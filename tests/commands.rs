@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use astarte_sandbox::Observer;
+use astarte_sandbox::{Observer, ObserverError};
 use bson::{Document, doc};
 use common::*;
 use futures_util::StreamExt;
@@ -64,10 +64,23 @@ async fn request(observer: &Observer, env: &TestEnv, id: &str, command: &str, ar
 
 /// Results for `id`, in arrival order, until one with a final status.
 async fn results_until_final(observer: &mut Observer, env: &TestEnv, id: &str) -> Vec<Document> {
+    match try_results_until_final(observer, env, id).await {
+        Ok(results) => results,
+        Err(error) => panic!("no final result for {id}: {error}"),
+    }
+}
+
+/// Like [`results_until_final`], the observer's error (nothing within [`TIMEOUT`] of the
+/// previous result) returned, so a test can add what explains it.
+async fn try_results_until_final(
+    observer: &mut Observer,
+    env: &TestEnv,
+    id: &str,
+) -> Result<Vec<Document>, ObserverError> {
     let topic = env.topic(RESULTS, "/result");
     let mut results = Vec::new();
     loop {
-        let message = observed(observer, &topic).await;
+        let message = observer.wait_for_topic(&topic, TIMEOUT).await?;
         let document = astarte_sandbox::decode_bson(&message.payload).unwrap();
         let result = document.get_document("v").unwrap().clone();
         assert!(message.payload.len() < 65_535);
@@ -77,7 +90,7 @@ async fn results_until_final(observer: &mut Observer, env: &TestEnv, id: &str) -
         let status = result.get_str("status").unwrap().to_owned();
         results.push(result);
         if !["received", "running"].contains(&status.as_str()) {
-            return results;
+            return Ok(results);
         }
     }
 }
@@ -275,6 +288,39 @@ async fn sigkill_while_running_reports_interrupted_and_queued_commands_run_after
         2,
         "the interrupted one did not run again, the queued one ran"
     );
+}
+
+#[tokio::test]
+async fn results_produced_while_the_broker_is_down_arrive_after_it_returns() {
+    let mut env = commands_env("").await;
+    let mut observer = env.observer().await;
+    let (agent, proxy) = env.start_connected_agent().await;
+    request(&observer, &env, "during-outage", "count", &["2"]).await;
+    agent.wait_for_log("status=running").await;
+    env.sandbox.stop_broker().await;
+    wait_for_state(&proxy, "disconnected", &agent).await;
+    agent.wait_for_log("status=completed").await;
+    env.sandbox.start_broker().await.unwrap();
+    let results = tokio::time::timeout(
+        TIMEOUT * 2,
+        try_results_until_final(&mut observer, &env, "during-outage"),
+    )
+    .await;
+    let results = match results {
+        Ok(Ok(results)) => results,
+        Ok(Err(error)) => panic!(
+            "no final result: {error}\nagent:\n{}\nbroker:\n{}",
+            agent.log(),
+            env.sandbox.broker_log()
+        ),
+        Err(_) => panic!(
+            "no final result within {:?}:\nagent:\n{}\nbroker:\n{}",
+            TIMEOUT * 2,
+            agent.log(),
+            env.sandbox.broker_log()
+        ),
+    };
+    assert_eq!(statuses(&results).last(), Some(&"completed"));
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 //! | Pairing API | `pairing/` |
 //! | Pairing API alone, without a broker (unit tests) | `stand_in.rs` |
 //! | agent JWTs | `token.rs` |
-//! | observer MQTT client | `observer.rs`, `tls.rs` |
+//! | observer: `mosquitto_sub` receives, a rumqttc client publishes | `observer/`, `tls.rs` |
 //! | payload decoding | `payload.rs` |
 //! | `sandbox.env` | `env.rs` |
 //! | software TPM (swtpm) for the TPM backend's tests | `tpm.rs` |
