@@ -252,14 +252,25 @@ impl Agent {
         self.child.id().expect("agent still running")
     }
 
-    /// Sends `signal` and waits for the exit status.
+    /// Sends `signal` and waits for the exit status. After a SIGKILL the commands the agent
+    /// was running outlive it (each in its own process group), as they would on a device;
+    /// the test has no use for them, so their groups are killed too.
     pub async fn stop_with(&mut self, signal: Signal) -> ExitStatus {
         let pid = self.child.id().expect("agent still running");
+        let commands = if signal == Signal::SIGKILL {
+            children_of(pid)
+        } else {
+            Vec::new()
+        };
         kill(Pid::from_raw(pid as i32), signal).expect("signal delivered");
-        match tokio::time::timeout(TIMEOUT, self.child.wait()).await {
+        let status = match tokio::time::timeout(TIMEOUT, self.child.wait()).await {
             Ok(status) => status.expect("wait"),
             Err(_) => panic!("agent did not stop after {signal}:\n{}", self.log()),
+        };
+        for command in commands {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(command as i32), Signal::SIGKILL);
         }
+        status
     }
 
     pub async fn stop(&mut self) -> ExitStatus {
@@ -289,6 +300,26 @@ impl Agent {
             );
         }
     }
+}
+
+/// The pids of the processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| {
+            std::fs::read_to_string(format!("/proc/{candidate}/stat"))
+                .ok()
+                // `pid (comm) state ppid ...`: the fields after the last ')'.
+                .and_then(|stat| {
+                    let fields = stat.rsplit_once(')')?.1.to_owned();
+                    fields.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 /// Waits until the `State` property equals `expected`, via PropertiesChanged (no polling).
