@@ -17,11 +17,13 @@
 //! | payload decoding | `payload.rs` |
 //! | `sandbox.env` | `env.rs` |
 //! | software TPM (swtpm) for the TPM backend's tests | `tpm.rs` |
+//! | power cuts: a FUSE filesystem that loses what was not fsynced | `lazyfs/` |
 
 mod broker;
 mod ca;
 mod env;
 mod events;
+mod lazyfs;
 mod observer;
 mod pairing;
 mod payload;
@@ -35,6 +37,7 @@ pub use broker::BrokerError;
 pub use ca::{CaError, Identity, TestCa, Verification};
 pub use env::{ENV_FILE, EnvError, TOKEN_FILE, observer_config_from_dir};
 pub use events::{BrokerEvent, LoggedPublish, parse_events};
+pub use lazyfs::{LazyFs, LazyStats};
 pub use observer::{Observed, Observer, ObserverConfig, ObserverError};
 pub use pairing::{DeviceStatus, PairingError, PairingState, RequestRecord, StateError};
 pub use payload::{PayloadError, decode_bson, decode_purge_list, describe, encode_purge_list};
