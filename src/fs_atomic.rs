@@ -58,6 +58,26 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), A
     sync_parent(path)
 }
 
+/// Creates `dir` and any missing parent with `mode`, and makes each new entry durable (an
+/// fsync of the directory that holds it): a power cut right after must not lose the folder
+/// and everything later made durable inside it. An existing `dir` is left as it is.
+pub(crate) fn create_dir_durably(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        create_dir_durably(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        // Created meanwhile by someone else: fine.
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(error) => return Err(error),
+    }
+    sync_parent(dir).map_err(|error| error.source)
+}
+
 /// Removes `path` (absent is fine) and makes the removal durable.
 pub(crate) fn remove_durably(path: &Path) -> Result<(), AtomicWriteError> {
     remove_if_exists(path).map_err(at(path))?;
@@ -65,7 +85,10 @@ pub(crate) fn remove_durably(path: &Path) -> Result<(), AtomicWriteError> {
 }
 
 fn sync_parent(path: &Path) -> Result<(), AtomicWriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     File::open(dir)
         .and_then(|dir| dir.sync_all())
         .map_err(at(dir))
@@ -112,6 +135,22 @@ mod tests {
 
     fn mode_of(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn create_dir_durably_makes_every_missing_level_with_the_mode_and_keeps_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b/c");
+        create_dir_durably(&nested, 0o700).unwrap();
+        assert!(nested.is_dir());
+        assert_eq!(mode_of(&nested), 0o700);
+        assert_eq!(mode_of(&dir.path().join("a")), 0o700);
+        fs::set_permissions(&nested, Permissions::from_mode(0o750)).unwrap();
+        create_dir_durably(&nested, 0o700).unwrap();
+        assert_eq!(mode_of(&nested), 0o750, "an existing folder is left as it is");
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        assert!(create_dir_durably(&file.join("below"), 0o700).is_err());
     }
 
     #[test]

@@ -16,9 +16,8 @@ mod secret;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -242,14 +241,12 @@ impl CredentialStore {
 
 fn open_dir(store_dir: &Path) -> Result<PathBuf, CredentialsError> {
     let dir = store_dir.join(DIR_NAME);
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(&dir)
-        .map_err(|source| CredentialsError::CreateDir {
+    crate::fs_atomic::create_dir_durably(&dir, DIR_MODE).map_err(|source| {
+        CredentialsError::CreateDir {
             path: dir.clone(),
             source,
-        })?;
+        }
+    })?;
     tighten(&dir, DIR_MODE)?;
     let removed =
         crate::fs_atomic::remove_leftovers(&dir).map_err(|source| CredentialsError::Remove {

@@ -81,7 +81,7 @@ pub fn file_of(store_dir: &Path, name: &str) -> PathBuf {
 /// Writes a runtime interface's file (crash-safe). Blocking.
 pub fn persist(store_dir: &Path, interface: &Interface, json: &str) -> std::io::Result<()> {
     let dir = store_dir.join(RUNTIME_DIR);
-    std::fs::create_dir_all(&dir)?;
+    crate::fs_atomic::create_dir_durably(&dir, 0o700)?;
     write_atomic(&file_of(store_dir, &interface.name), json.as_bytes(), 0o600)
         .map_err(|error| error.source)
 }

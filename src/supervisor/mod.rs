@@ -328,13 +328,8 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 fn create_store_dir(path: &Path) -> Result<(), StartError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|source| StartError::StoreDir {
-            path: path.to_owned(),
-            source,
-        })
+    crate::fs_atomic::create_dir_durably(path, 0o700).map_err(|source| StartError::StoreDir {
+        path: path.to_owned(),
+        source,
+    })
 }
