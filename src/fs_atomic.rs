@@ -147,7 +147,11 @@ mod tests {
         assert_eq!(mode_of(&dir.path().join("a")), 0o700);
         fs::set_permissions(&nested, Permissions::from_mode(0o750)).unwrap();
         create_dir_durably(&nested, 0o700).unwrap();
-        assert_eq!(mode_of(&nested), 0o750, "an existing folder is left as it is");
+        assert_eq!(
+            mode_of(&nested),
+            0o750,
+            "an existing folder is left as it is"
+        );
         let file = dir.path().join("file");
         fs::write(&file, b"").unwrap();
         assert!(create_dir_durably(&file.join("below"), 0o700).is_err());

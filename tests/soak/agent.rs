@@ -101,13 +101,22 @@ impl Launcher {
         bus: &PrivateBus,
     ) -> ExitStatus {
         self.current.send_replace(None);
+        let mut commands = Vec::new();
         if let Some(pid) = agent.child.id() {
+            if signal == Signal::SIGKILL {
+                commands = crate::common::children_of(pid);
+            }
             kill(Pid::from_raw(pid as i32), signal).expect("signal delivered");
         }
         let status = tokio::time::timeout(TIMEOUT, agent.child.wait())
             .await
             .unwrap_or_else(|_| panic!("agent did not stop after {signal}"))
             .expect("wait");
+        // Commands the agent ran outlive a SIGKILL (each in its own process group), as they
+        // would on a device; the tests have no use for them.
+        for command in commands {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(command as i32), Signal::SIGKILL);
+        }
         let connection = bus.connection().await;
         let dbus = zbus::fdo::DBusProxy::new(&connection)
             .await

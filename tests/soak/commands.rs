@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use astarte_sandbox::{Observed, Observer};
+
+use crate::common::DEVICE_PROPERTIES;
 use bson::doc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +37,9 @@ pub struct Collected {
     pub results: BTreeMap<String, Vec<CommandResult>>,
     /// Messages per topic suffix (after the device's base topic).
     pub per_topic: BTreeMap<String, u64>,
+    /// Every message on a device property topic and on the producer purge list, in arrival
+    /// order (topic suffix, payload): what Astarte knows of the device's properties.
+    pub property_log: Vec<(String, Vec<u8>)>,
 }
 
 pub fn is_final(status: &str) -> bool {
@@ -88,6 +93,13 @@ fn record(topics: &Topics, collected: &Mutex<Collected>, message: &Observed) {
     let document = astarte_sandbox::decode_bson(&message.payload).ok();
     let mut collected = collected.lock().expect("collected");
     *collected.per_topic.entry(suffix.to_owned()).or_default() += 1;
+    if suffix.starts_with(&format!("/{DEVICE_PROPERTIES}/"))
+        || suffix == "/control/producer/properties"
+    {
+        collected
+            .property_log
+            .push((suffix.to_owned(), message.payload.clone()));
+    }
     let Some(document) = document else { return };
     if message.topic == topics.stored {
         if let Ok(v) = document.get_i32("v") {

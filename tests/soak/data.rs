@@ -38,10 +38,16 @@ pub struct Stream {
     pub uncertain: Vec<i32>,
 }
 
+/// A device property's value as the client asked for it: `None` is an unset.
+pub type PropertyValue = Option<i64>;
+
 #[derive(Debug, Default)]
 pub struct DataStats {
     pub stored: Stream,
     pub stored_object: Stream,
+    /// Per property path, every call that set or unset it and may have been applied, in
+    /// order: the value, and whether the agent accepted it (else: no answer, uncertain).
+    pub properties: BTreeMap<&'static str, Vec<(PropertyValue, bool)>>,
     /// Per kind of call: (calls, accepted, refused, uncertain).
     pub calls: BTreeMap<&'static str, [u64; 4]>,
     /// Refusals by D-Bus error name.
@@ -60,6 +66,20 @@ impl DataStats {
             }
             Outcome::Uncertain(_) => row[3] += 1,
         }
+    }
+}
+
+impl DataStats {
+    fn property(&mut self, path: &'static str, value: PropertyValue, outcome: &Outcome) {
+        let certain = match outcome {
+            Outcome::Accepted => true,
+            Outcome::Uncertain(_) => false,
+            Outcome::Refused(_) => return,
+        };
+        self.properties
+            .entry(path)
+            .or_default()
+            .push((value, certain));
     }
 }
 
@@ -149,10 +169,12 @@ pub async fn run(proxy: DeviceProxy<'static>, seed: u64, stop: CancellationToken
                 let result =
                     outcome(proxy.set_property(DEVICE_PROPERTIES, "/counter", &Value::I32(n)))
                         .await;
+                stats.property("/counter", Some(i64::from(n)), &result);
                 stats.count("property set", &result);
             }
             _ => {
-                let result = if rng.bool() {
+                let set = rng.bool();
+                let result = if set {
                     outcome(proxy.set_property(DEVICE_PROPERTIES, "/enabled", &Value::Bool(true)))
                         .await
                 } else {
@@ -162,6 +184,7 @@ pub async fn run(proxy: DeviceProxy<'static>, seed: u64, stop: CancellationToken
                         other => other,
                     }
                 };
+                stats.property("/enabled", set.then_some(1), &result);
                 stats.count("property set/unset", &result);
             }
         }
