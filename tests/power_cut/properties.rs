@@ -12,7 +12,7 @@ use crate::data::PropertyValue;
 /// or one of the calls after it that got no answer (the agent was cut during the call).
 fn allowed(calls: &[(PropertyValue, bool)]) -> Vec<PropertyValue> {
     let last_certain = calls.iter().rposition(|(_, certain)| *certain);
-    let mut allowed = vec![last_certain.map_or(None, |i| calls[i].0)];
+    let mut allowed = vec![last_certain.and_then(|i| calls[i].0)];
     let uncertain_from = last_certain.map_or(0, |i| i + 1);
     allowed.extend(calls[uncertain_from..].iter().map(|(value, _)| *value));
     allowed
