@@ -181,6 +181,31 @@ async fn a_corrupt_database_is_moved_aside_and_the_agent_comes_up() {
 }
 
 #[tokio::test]
+async fn with_a_new_database_the_broker_session_is_wiped_not_resumed() {
+    let env = TestEnv::new().await;
+    let (mut agent, _proxy) = env.start_connected_agent().await;
+    env.wait_for_session_record().await;
+    assert!(agent.stop().await.success());
+    // The database is lost (here: corrupt, so it is moved aside and a new one made): what
+    // the broker keeps for the device can't be matched with the new store any more.
+    std::fs::write(env.path("store/agent.db"), vec![0x42; 4096]).unwrap();
+    let _ = std::fs::remove_file(env.path("store/agent.db-wal"));
+    let (agent, _proxy) = env.start_connected_agent().await;
+    assert!(agent.log().contains("corrupt"), "{}", agent.log());
+    let events = env.sandbox.device_events(&env.base_topic());
+    let connects: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match e {
+            astarte_sandbox::BrokerEvent::Connected { clean_session, .. } => Some(*clean_session),
+            _ => None,
+        })
+        .collect();
+    // First start: clean, then lasting; the clean stop's restart would resume; this one wipes.
+    assert_eq!(connects.len(), 4, "{connects:?}");
+    assert_eq!(connects[2..], [true, false], "{events:?}");
+}
+
+#[tokio::test]
 async fn a_message_the_broker_keeps_refusing_is_set_aside_and_the_queue_goes_on() {
     // Like Astarte on invalid data, this broker closes the connection on a too-large packet.
     let env = TestEnv::with_options(SandboxOptions {

@@ -65,7 +65,9 @@ async fn device_publishes_on_its_own_topics_and_is_denied_elsewhere() {
     observer.wait_for_topic(&marker, WAIT).await.unwrap();
     assert!(observer.history().iter().all(|m| m.topic != foreign));
 
-    let events = sb.device_events(&base);
+    // The QoS 2 exchange's PUBREL is not what this test is about.
+    let mut events = sb.device_events(&base);
+    events.retain(|event| !matches!(event, BrokerEvent::PubRel { .. }));
     let expected = [
         BrokerEvent::Connected {
             protocol_level: 4,
