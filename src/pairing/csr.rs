@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::sync::Arc;
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use self::x509::Certificate;
 
 use crate::credentials::{CsrSigner, DeviceKey};
 
@@ -56,38 +59,30 @@ pub fn certificate_request(common_name: &str, key: Arc<dyn DeviceKey>) -> Result
 /// uncompressed SEC1 point, see [`DeviceKey::public_key`]).
 pub fn inspect_certificate(cert_pem: &str, public_key: &[u8]) -> Result<CertificateInfo, CsrError> {
     let mut blocks = Vec::new();
-    for block in x509_parser::pem::Pem::iter_from_buffer(cert_pem.as_bytes()) {
-        let block = block.map_err(|error| CsrError::ParseCertificate {
+    for block in CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        blocks.push(block.map_err(|error| CsrError::ParseCertificate {
             reason: error.to_string(),
-        })?;
-        if block.label == "CERTIFICATE" {
-            blocks.push(block);
-        }
+        })?);
     }
     let [block] = blocks.as_slice() else {
         return Err(CsrError::CertificateCount {
             count: blocks.len(),
         });
     };
-    let (_, cert) =
-        X509Certificate::from_der(&block.contents).map_err(|error| CsrError::ParseCertificate {
-            reason: error.to_string(),
-        })?;
-    if cert.public_key().subject_public_key.data.as_ref() != public_key {
+    let cert = Certificate::from_der(block).map_err(|error| CsrError::ParseCertificate {
+        reason: error.to_string(),
+    })?;
+    if cert.public_key != public_key {
         return Err(CsrError::KeyMismatch);
     }
     let common_name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|entry| entry.as_str().ok())
+        .common_name
         .ok_or(CsrError::MissingCommonName)?
         .to_owned();
-    let validity = cert.validity();
     Ok(CertificateInfo {
         common_name,
-        not_before: to_system_time(validity.not_before.timestamp())?,
-        not_after: to_system_time(validity.not_after.timestamp())?,
+        not_before: to_system_time(cert.not_before)?,
+        not_after: to_system_time(cert.not_after)?,
     })
 }
 
@@ -103,3 +98,4 @@ fn to_system_time(secs: i64) -> Result<SystemTime, CsrError> {
 
 #[cfg(test)]
 mod tests;
+mod x509;
