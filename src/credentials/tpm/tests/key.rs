@@ -1,10 +1,9 @@
 use std::sync::Arc;
 
 use openssl::x509::X509Req;
-use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue};
 
 use super::*;
-use crate::credentials::CsrSigner;
+use crate::pairing::csr::certificate_request;
 
 #[test]
 fn new_key_is_an_uncompressed_p256_point_and_its_signatures_verify() {
@@ -65,19 +64,7 @@ fn key_made_before_a_restart_still_signs_through_the_same_handle() {
 fn certificate_request_signed_by_the_tpm_key_verifies() {
     let rig = Rig::new();
     let key: Arc<dyn DeviceKey> = rig.backend.create_key().unwrap();
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(
-        DnType::CommonName,
-        DnValue::Utf8String("realm/device".into()),
-    );
-    params.distinguished_name = name;
-
-    let csr = params
-        .serialize_request(&CsrSigner(key.clone()))
-        .unwrap()
-        .pem()
-        .unwrap();
+    let csr = certificate_request("realm/device", key.clone()).unwrap();
 
     let request = X509Req::from_pem(csr.as_bytes()).unwrap();
     let public = request.public_key().unwrap();
