@@ -3,7 +3,10 @@ use std::sync::Arc;
 use openssl::x509::X509Req;
 
 use super::*;
-use crate::pairing::csr::certificate_request;
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, DnValue, PKCS_ECDSA_P256_SHA256, PublicKeyData,
+    SignatureAlgorithm, SigningKey,
+};
 
 #[test]
 fn new_key_is_an_uncompressed_p256_point_and_its_signatures_verify() {
@@ -64,7 +67,19 @@ fn key_made_before_a_restart_still_signs_through_the_same_handle() {
 fn certificate_request_signed_by_the_tpm_key_verifies() {
     let rig = Rig::new();
     let key: Arc<dyn DeviceKey> = rig.backend.create_key().unwrap();
-    let csr = certificate_request("realm/device", key.clone()).unwrap();
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(
+        DnType::CommonName,
+        DnValue::Utf8String("realm/device".into()),
+    );
+    params.distinguished_name = name;
+
+    let csr = params
+        .serialize_request(&RcgenSigner(key.clone()))
+        .unwrap()
+        .pem()
+        .unwrap();
 
     let request = X509Req::from_pem(csr.as_bytes()).unwrap();
     let public = request.public_key().unwrap();
@@ -75,4 +90,24 @@ fn certificate_request_signed_by_the_tpm_key_verifies() {
         &mut openssl::bn::BigNumContext::new().unwrap(),
     );
     assert_eq!(point.unwrap(), key.public_key());
+}
+
+/// Lets rcgen, an implementation independent of the agent's own CSR writer, sign with a
+/// [`DeviceKey`].
+struct RcgenSigner(Arc<dyn DeviceKey>);
+
+impl PublicKeyData for RcgenSigner {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl SigningKey for RcgenSigner {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
 }
