@@ -1,5 +1,10 @@
 //! Logging: journald with structured fields under systemd, human-readable stderr otherwise.
-//! The filter comes from `ASTARTE_AGENT_LOG` (tracing `EnvFilter` syntax), default `info`.
+//! The filter comes from `ASTARTE_AGENT_LOG`, default `info`: comma-separated directives, each
+//! a level (`debug`), a target (`rumqttc`: every level) or both (`astarte_agent=debug`); a
+//! target matches the module paths it prefixes. That is `tracing_subscriber`'s `Targets`
+//! syntax, the `EnvFilter` one without span and field-value filters: `EnvFilter` would link a
+//! regex engine, a twentieth of the binary (issue "Fits the smallest boards"). A value that
+//! doesn't parse means `info`.
 //! The last warning or error is also kept for the `LastError` D-Bus property.
 
 use std::fmt::Write as _;
@@ -7,8 +12,8 @@ use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -17,7 +22,10 @@ pub const LOG_ENV: &str = "ASTARTE_AGENT_LOG";
 static LAST_PROBLEM: Mutex<Option<(i64, String)>> = Mutex::new(None);
 
 pub fn init() {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var(LOG_ENV)
+        .ok()
+        .and_then(|spec| parse_filter(&spec))
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(LastProblem);
@@ -42,6 +50,16 @@ pub fn init() {
                 .with_target(false),
         )
         .init();
+}
+
+/// `ASTARTE_AGENT_LOG`'s directives; `None` if one doesn't parse. Empty directives are skipped
+/// (`info,` is `info`) and no directive at all logs nothing, as `EnvFilter` did.
+fn parse_filter(spec: &str) -> Option<Targets> {
+    let directives: Vec<&str> = spec.split(',').filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
+        return Some(Targets::new());
+    }
+    directives.join(",").parse().ok()
 }
 
 /// The last warning or error logged: when (ms since the epoch) and what.
@@ -95,5 +113,33 @@ impl Visit for Line {
         } else {
             let _ = write!(self.fields, " {}={value}", field.name());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn filters_take_levels_and_targets() {
+        let all_debug = parse_filter("debug").unwrap();
+        assert!(all_debug.would_enable("rumqttc::state", &Level::DEBUG));
+        assert!(!all_debug.would_enable("rumqttc::state", &Level::TRACE));
+
+        let split = parse_filter("astarte_agent=debug,rumqttc=warn,").unwrap();
+        assert!(split.would_enable("astarte_agent::transport", &Level::DEBUG));
+        assert!(!split.would_enable("rumqttc::state", &Level::INFO));
+        assert!(split.would_enable("rumqttc::state", &Level::WARN));
+        assert!(!split.would_enable("zbus", &Level::ERROR));
+
+        assert!(
+            !parse_filter("")
+                .unwrap()
+                .would_enable("zbus", &Level::ERROR)
+        );
+        assert!(parse_filter("astarte_agent=loud").is_none());
+        assert!(parse_filter("a=info=debug").is_none());
     }
 }

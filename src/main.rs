@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use astarte_agent::cli::{Cli, Command};
 use astarte_agent::{check, logging, supervisor};
-use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,14 +1,17 @@
 //! The device's private key, seen only through what it does: show its public half and sign.
 //!
-//! Both backends hand out an [`Arc<dyn DeviceKey>`]: the file backend wraps a key it read from
-//! `client.key`, the TPM backend a key that never leaves the TPM. The CSR (through
-//! [`CsrSigner`]) and every TLS handshake (through `tls::mqtt_config`) sign with it, so
+//! Both backends hand out an `Arc<dyn DeviceKey>`: the file backend wraps a key it read from
+//! `client.key`, the TPM backend a key that never leaves the TPM. The CSR (written by
+//! `pairing::csr`) and every TLS handshake (through `tls::mqtt_config`) sign with it, so
 //! nothing outside the file backend ever holds key bytes.
 
 use std::fmt;
-use std::sync::Arc;
 
-use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData, SignatureAlgorithm, SigningKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+use rustls::pki_types::pem;
 
 /// Signing failed (a TPM that went away, a key the TPM no longer accepts).
 #[derive(Debug, thiserror::Error)]
@@ -30,28 +33,68 @@ pub trait DeviceKey: Send + Sync + fmt::Debug {
 
 /// A key held in memory (the file backend's). `Debug` never shows the key.
 pub struct MemoryKey {
-    pair: KeyPair,
+    pair: EcdsaKeyPair,
+    /// The PKCS#8 document it was made from or read from.
+    pkcs8: Vec<u8>,
+}
+
+/// Why a key couldn't be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the system's random generator failed")]
+    Random,
+    #[error("not a PEM document")]
+    Pem,
+    #[error("not a PKCS#8 ECDSA P-256 key ({0})")]
+    Key(ring::error::KeyRejected),
 }
 
 impl MemoryKey {
     /// A fresh random P-256 key.
-    pub fn generate() -> Result<MemoryKey, rcgen::Error> {
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map(|pair| MemoryKey { pair })
+    pub fn generate() -> Result<MemoryKey, KeyError> {
+        let random = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &random)
+            .map_err(|_| KeyError::Random)?;
+        MemoryKey::from_pkcs8(pkcs8.as_ref().to_vec())
     }
 
-    /// A P-256 key from PKCS#8 PEM; any other key type is refused.
-    pub fn from_pem(pem: &str) -> Result<MemoryKey, rcgen::Error> {
-        let pair = KeyPair::from_pem(pem)?;
-        if !pair.is_compatible(&PKCS_ECDSA_P256_SHA256) {
-            return Err(rcgen::Error::UnsupportedSignatureAlgorithm);
-        }
-        Ok(MemoryKey { pair })
+    /// A P-256 key from PKCS#8 PEM (the first private key or certificate section, whatever its
+    /// label, as rcgen read it); any other key type is refused.
+    pub fn from_pem(pem: &str) -> Result<MemoryKey, KeyError> {
+        let (_, der) = pem::from_buf(&mut pem.as_bytes())
+            .ok()
+            .flatten()
+            .ok_or(KeyError::Pem)?;
+        MemoryKey::from_pkcs8(der)
+    }
+
+    fn from_pkcs8(pkcs8: Vec<u8>) -> Result<MemoryKey, KeyError> {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &pkcs8,
+            &SystemRandom::new(),
+        )
+        .map_err(KeyError::Key)?;
+        Ok(MemoryKey { pair, pkcs8 })
     }
 
     /// PKCS#8 PEM, for the file backend to store.
     pub fn to_pem(&self) -> super::Secret {
-        super::Secret::new(self.pair.serialize_pem())
+        super::Secret::new(pem_encode("PRIVATE KEY", &self.pkcs8))
     }
+}
+
+/// `der` as a PEM document labelled `label` (64-character lines, LF endings).
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+    let base64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in base64.as_bytes().chunks(64) {
+        // Base64 is ASCII.
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 impl fmt::Debug for MemoryKey {
@@ -62,35 +105,45 @@ impl fmt::Debug for MemoryKey {
 
 impl DeviceKey for MemoryKey {
     fn public_key(&self) -> &[u8] {
-        self.pair.der_bytes()
+        self.pair.public_key().as_ref()
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        self.pair.sign(message).map_err(|error| SignError {
-            reason: error.to_string(),
-        })
+        self.pair
+            .sign(&SystemRandom::new(), message)
+            .map(|signature| signature.as_ref().to_vec())
+            .map_err(|_| SignError {
+                reason: "the system's random generator failed".into(),
+            })
     }
 }
 
-/// Lets rcgen sign a CSR with any [`DeviceKey`].
-pub struct CsrSigner(pub Arc<dyn DeviceKey>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl PublicKeyData for CsrSigner {
-    fn der_bytes(&self) -> &[u8] {
-        self.0.public_key()
+    #[test]
+    fn keys_round_trip_through_pem_and_sign_verifiably() {
+        let key = MemoryKey::generate().unwrap();
+        let pem = key.to_pem();
+        assert!(pem.expose().starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let read = MemoryKey::from_pem(pem.expose()).unwrap();
+        assert_eq!(read.public_key(), key.public_key());
+        let signature = read.sign(b"m").unwrap();
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            key.public_key(),
+        );
+        assert!(public.verify(b"m", &signature).is_ok());
     }
 
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        &PKCS_ECDSA_P256_SHA256
-    }
-}
-
-impl SigningKey for CsrSigner {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        // rcgen's error has no room for the cause: log it here, where it is known.
-        self.0.sign(msg).map_err(|error| {
-            tracing::warn!(%error, "signing the certificate request failed");
-            rcgen::Error::RemoteKeyError
-        })
+    #[test]
+    fn other_documents_are_refused() {
+        assert!(matches!(MemoryKey::from_pem("no PEM"), Err(KeyError::Pem)));
+        let not_a_key = pem_encode("PRIVATE KEY", b"\x30\x03\x02\x01\x00");
+        assert!(matches!(
+            MemoryKey::from_pem(&not_a_key),
+            Err(KeyError::Key(_))
+        ));
     }
 }

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 pub use file::FileBackend;
-pub use key::{CsrSigner, DeviceKey, MemoryKey, SignError};
+pub(crate) use key::pem_encode;
+pub use key::{DeviceKey, KeyError, MemoryKey, SignError};
 pub use secret::{CredentialsSecret, InvalidSecret, Secret};
 
 pub const DIR_NAME: &str = "credentials";

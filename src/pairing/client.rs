@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
-use reqwest::{Method, Response};
+use http::{HeaderValue, Method, StatusCode};
 use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -17,6 +16,7 @@ use super::types::{
     CertificateResponse, CsrRequest, Data, DeviceInfo, RegisterRequest, RegisterResponse,
     VerifyRequest, VerifyResponse, WireDeviceInfo,
 };
+use super::web::{self, HttpError, Outgoing};
 use crate::credentials::CredentialsSecret;
 
 /// Pairing answers are a few kilobytes; anything much larger is not Pairing.
@@ -25,7 +25,7 @@ const MAX_BODY: usize = 256 * 1024;
 /// A client for one device of one realm.
 #[derive(Debug, Clone)]
 pub struct PairingClient {
-    http: reqwest::Client,
+    http: web::Client,
     base_url: Url,
     realm: String,
     device_id: String,
@@ -49,15 +49,10 @@ impl PairingClient {
         if base_url.scheme() == "http" {
             warn!(url = %base_url, "the Pairing URL is plain HTTP: the credentials secret travels unencrypted");
         }
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // Pairing never redirects; following one could hand the bearer to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("astarte-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| PairingError::BuildClient { source })?;
+        // Pairing never redirects, and the client follows none: one could hand the bearer to
+        // another host.
+        let user_agent = concat!("astarte-agent/", env!("CARGO_PKG_VERSION"));
+        let http = web::Client::new(tls, timeout, user_agent);
         Ok(PairingClient {
             http,
             base_url,
@@ -212,24 +207,35 @@ impl PairingClient {
         bearer: &str,
         body: Option<&B>,
         registering: bool,
-    ) -> Result<(reqwest::StatusCode, Vec<u8>), PairingError> {
-        let mut auth = HeaderValue::try_from(format!("Bearer {bearer}"))
+    ) -> Result<(StatusCode, Vec<u8>), PairingError> {
+        let mut authorization = HeaderValue::try_from(format!("Bearer {bearer}"))
             .map_err(|_| PairingError::InvalidToken)?;
-        auth.set_sensitive(true);
-        let mut request = self
-            .http
-            .request(method, url)
-            .header(AUTHORIZATION, auth)
-            .header(ACCEPT, "application/json");
-        if let Some(data) = body {
-            request = request.json(&Data { data });
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| PairingError::Network { source })?;
-        let status = response.status();
-        let bytes = read_limited(response).await?;
+        authorization.set_sensitive(true);
+        let json = match body {
+            Some(data) => Some(serde_json::to_vec(&Data { data }).map_err(|err| {
+                PairingError::InvalidResponse {
+                    reason: format!("couldn't encode the request: {err}"),
+                }
+            })?),
+            None => None,
+        };
+        let request = Outgoing {
+            authorization,
+            accept: "application/json",
+            json,
+            max_body: MAX_BODY,
+            url: &url,
+        };
+        let (status, bytes) =
+            self.http
+                .send(method, request)
+                .await
+                .map_err(|source| match source {
+                    HttpError::TooLarge(max) => PairingError::InvalidResponse {
+                        reason: format!("answer larger than {max} bytes"),
+                    },
+                    source => PairingError::Network { source },
+                })?;
         if !status.is_success() {
             return Err(PairingError::from_status(
                 status.as_u16(),
@@ -239,24 +245,6 @@ impl PairingClient {
         }
         Ok((status, bytes))
     }
-}
-
-/// The whole body, refusing more than [`MAX_BODY`] bytes.
-async fn read_limited(mut response: Response) -> Result<Vec<u8>, PairingError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|source| PairingError::Network { source })?
-    {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(PairingError::InvalidResponse {
-                reason: format!("answer larger than {MAX_BODY} bytes"),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@ use std::fmt;
 pub enum PairingError {
     #[error("the Pairing base URL {url} can't have paths appended")]
     InvalidBaseUrl { url: String },
-    #[error("couldn't build the HTTP client")]
-    BuildClient { source: reqwest::Error },
     /// The agent token contains characters that can't go in an HTTP header.
     #[error("the agent token contains characters not allowed in an HTTP header")]
     InvalidToken,
@@ -33,7 +31,7 @@ pub enum PairingError {
     Server { status: u16, detail: String },
     /// Connecting, TLS, sending, a timeout, or reading the answer.
     #[error("couldn't reach Pairing")]
-    Network { source: reqwest::Error },
+    Network { source: super::web::HttpError },
     /// A success status with a body we can't use, or an unexpected status.
     #[error("unusable answer from Pairing: {reason}")]
     InvalidResponse { reason: String },
@@ -47,7 +45,6 @@ impl PairingError {
             PairingError::Network { .. } | PairingError::Server { .. } => true,
             PairingError::InvalidRequest { status, .. } => *status == 429 || *status == 408,
             PairingError::InvalidBaseUrl { .. }
-            | PairingError::BuildClient { .. }
             | PairingError::InvalidToken
             | PairingError::Unauthorized { .. }
             | PairingError::Forbidden { .. }

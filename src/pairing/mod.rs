@@ -5,6 +5,7 @@ mod client;
 pub mod csr;
 mod error;
 mod types;
+mod web;
 
 pub use client::PairingClient;
 pub use error::PairingError;

@@ -23,7 +23,6 @@ const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBAzCBq6ADAgECAgEBMAoGCCqGSM4
 fn assert_typed(error: &PairingError) {
     match error {
         PairingError::InvalidBaseUrl { .. }
-        | PairingError::BuildClient { .. }
         | PairingError::InvalidToken
         | PairingError::Unauthorized { .. }
         | PairingError::Forbidden { .. }

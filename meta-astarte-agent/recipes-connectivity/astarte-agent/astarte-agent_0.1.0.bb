@@ -11,8 +11,8 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 CVE_PRODUCT = "astarte-agent"
 
 # rusqlite links the image's SQLite (through pkg-config). The agent does not link OpenSSL:
-# TLS, keys and CSRs use rustls/ring and rcgen (openssl is only a development dependency of
-# the tests, which bitbake does not build).
+# TLS, keys and CSRs use rustls/ring (openssl is only a development dependency of the tests,
+# which bitbake does not build).
 DEPENDS += "sqlite3"
 
 # The project's repository: see README.md, "The source" (the layer lives in the same repository).

@@ -12,8 +12,7 @@
 //! same bytes, and that it has the attributes this backend gives to objects of that kind, so a
 //! file of the wrong kind or a damaged one never reaches the TPM.
 
-use tss_esapi::structures::{Private, Public};
-use tss_esapi::traits::{Marshall, UnMarshall};
+use super::esys;
 
 const MAGIC: &[u8; 4] = b"ATPM";
 const VERSION: u8 = 1;
@@ -36,11 +35,16 @@ impl Kind {
     }
 }
 
+/// The largest private area a TPM2B_PRIVATE holds.
+const MAX_PRIVATE: usize = 1550;
+
 /// A TPM object as stored: loadable under the storage primary key of the TPM that made it.
 #[derive(Debug, Clone)]
 pub(super) struct Blob {
-    pub(super) public: Public,
-    pub(super) private: Private,
+    /// The TPMT_PUBLIC, in canonical TPM marshalling.
+    pub(super) public: Vec<u8>,
+    /// The contents of the TPM2B_PRIVATE (encrypted by the TPM).
+    pub(super) private: Vec<u8>,
 }
 
 /// Why a file is not a usable blob (for the error's `reason`).
@@ -69,13 +73,12 @@ pub(super) enum BlobError {
 
 impl Blob {
     pub(super) fn encode(&self, kind: Kind) -> Result<Vec<u8>, BlobError> {
-        let public = self.public.marshall().map_err(|_| BlobError::Public)?;
-        let private = self.private.value();
+        let (public, private) = (&self.public, &self.private);
         let mut out = Vec::with_capacity(6 + 4 + public.len() + private.len());
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.push(kind.tag());
-        for field in [&public[..], private] {
+        for field in [public, private] {
             let len = u16::try_from(field.len()).map_err(|_| BlobError::Public)?;
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(field);
@@ -111,21 +114,22 @@ impl Blob {
             return Err(BlobError::Trailing(reader.0.len()));
         }
 
-        let public = Public::unmarshall(public_bytes).map_err(|_| BlobError::Public)?;
-        // The unmarshaller ignores trailing bytes; a round trip catches them.
-        if public.marshall().map_err(|_| BlobError::Public)? != public_bytes {
+        let (public, _) = esys::unmarshal_public(public_bytes).map_err(|_| BlobError::Public)?;
+        // The unmarshaller ignores trailing bytes; a round trip catches them (and any other
+        // non-canonical encoding).
+        if esys::marshal_public(&public).map_err(|_| BlobError::Public)? != public_bytes {
             return Err(BlobError::Public);
         }
-        if !super::commands::matches_template(&public, kind) {
+        if !super::commands::matches_template(public_bytes, kind) {
             return Err(BlobError::Attributes(match kind {
                 Kind::Key => "device key",
                 Kind::Sealed => "sealed secret",
             }));
         }
-        let private = Private::try_from(private_bytes).map_err(|_| BlobError::Private)?;
-        if private.value().is_empty() {
+        if private_bytes.is_empty() || private_bytes.len() > MAX_PRIVATE {
             return Err(BlobError::Private);
         }
+        let (public, private) = (public_bytes.to_vec(), private_bytes.to_vec());
         Ok(Blob { public, private })
     }
 }
@@ -156,16 +160,12 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::tpm::commands::{key_template, sealed_template};
+    use crate::credentials::tpm::commands::template;
 
     fn blob(kind: Kind) -> Blob {
-        let public = match kind {
-            Kind::Key => key_template(),
-            Kind::Sealed => sealed_template(),
-        };
         Blob {
-            public: public.unwrap(),
-            private: Private::try_from(vec![0xab; 48]).unwrap(),
+            public: template(kind).to_vec(),
+            private: vec![0xab; 48],
         }
     }
 

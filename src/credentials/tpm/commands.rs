@@ -6,169 +6,84 @@
 //! object and session it created before returning, on error paths too: swtpm has no resource
 //! manager in front of it and only three object slots.
 
-use tss_esapi::Context;
-use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
-use tss_esapi::constants::SessionType;
-use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
-use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
-use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::interface_types::ecc::EccCurve;
-use tss_esapi::interface_types::resource_handles::Hierarchy;
-use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{
-    Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, KeyedHashScheme, Public,
-    PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, Signature,
-    SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
-};
-use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
-
 use super::blob::{Blob, Kind};
+use super::esys::{
+    Context, Handle, PASSWORD, SESSION_CONTINUE, SESSION_DECRYPT, SESSION_ENCRYPT, Sensitive,
+    Signature,
+};
 use super::failure::Failure;
 
 /// The TCG storage primary key template (ECC P-256, AES-128-CFB, empty unique), the SRK of the
-/// TCG provisioning guidance: the same key every time for the same owner seed.
-fn primary_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-}
+/// TCG provisioning guidance: the same key every time for the same owner seed. Like the other
+/// templates, a TPMT_PUBLIC in TPM marshalling, byte for byte what tss-esapi 7.7 sent before
+/// (a different template would be a different primary key, and no existing blob would load).
+const PRIMARY_TEMPLATE: &[u8] = &[
+    0x00, 0x23, // type: TPM_ALG_ECC
+    0x00, 0x0b, // nameAlg: TPM_ALG_SHA256
+    // objectAttributes: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA,
+    // restricted, decrypt
+    0x00, 0x03, 0x04, 0x72, //
+    0x00, 0x00, // authPolicy: empty
+    0x00, 0x06, 0x00, 0x80, 0x00, 0x43, // symmetric: AES, 128 bits, CFB
+    0x00, 0x10, // scheme: TPM_ALG_NULL
+    0x00, 0x03, // curveID: TPM_ECC_NIST_P256
+    0x00, 0x10, // kdf: TPM_ALG_NULL
+    0x00, 0x00, 0x00, 0x00, // unique: empty x and y
+];
 
 /// The device key: ECC P-256 bound to ECDSA-SHA256, made inside the TPM and never leaving it,
 /// not restricted (TLS signs digests the TPM did not hash).
-pub(super) fn key_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_sign_encrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_unrestricted_signing_key(
-                EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-}
+const KEY_TEMPLATE: &[u8] = &[
+    0x00, 0x23, // type: TPM_ALG_ECC
+    0x00, 0x0b, // nameAlg: TPM_ALG_SHA256
+    // objectAttributes: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA, sign
+    0x00, 0x04, 0x04, 0x72, //
+    0x00, 0x00, // authPolicy: empty
+    0x00, 0x10, // symmetric: TPM_ALG_NULL
+    0x00, 0x18, 0x00, 0x0b, // scheme: TPM_ALG_ECDSA with TPM_ALG_SHA256
+    0x00, 0x03, // curveID: TPM_ECC_NIST_P256
+    0x00, 0x10, // kdf: TPM_ALG_NULL
+    0x00, 0x00, 0x00, 0x00, // unique: empty x and y
+];
 
 /// The sealed secret: a keyed-hash data object holding the secret's bytes, readable only
 /// through `TPM2_Unseal` on this TPM.
-pub(super) fn sealed_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::KeyedHash)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
-        .with_keyed_hash_unique_identifier(Digest::default())
-        .build()
+const SEALED_TEMPLATE: &[u8] = &[
+    0x00, 0x08, // type: TPM_ALG_KEYEDHASH
+    0x00, 0x0b, // nameAlg: TPM_ALG_SHA256
+    0x00, 0x00, 0x04, 0x52, // objectAttributes: fixedTPM, fixedParent, userWithAuth, noDA
+    0x00, 0x00, // authPolicy: empty
+    0x00, 0x10, // scheme: TPM_ALG_NULL
+    0x00, 0x00, // unique: empty digest
+];
+
+/// The template of the objects of `kind`.
+pub(super) fn template(kind: Kind) -> &'static [u8] {
+    match kind {
+        Kind::Key => KEY_TEMPLATE,
+        Kind::Sealed => SEALED_TEMPLATE,
+    }
 }
 
-/// Whether `public` is what this backend makes for `kind` (its unique field aside).
-pub(super) fn matches_template(public: &Public, kind: Kind) -> bool {
-    let template = match kind {
-        Kind::Key => key_template(),
-        Kind::Sealed => sealed_template(),
+/// Whether `public` (a TPMT_PUBLIC in canonical TPM marshalling) is what this backend makes
+/// for `kind`: the template's type, name algorithm, attributes, policy and parameters, with any
+/// unique field. The template's own unique field is empty (4 bytes for ECC, 2 for keyed-hash).
+pub(super) fn matches_template(public: &[u8], kind: Kind) -> bool {
+    let template = template(kind);
+    let unique = match kind {
+        Kind::Key => 4,
+        Kind::Sealed => 2,
     };
-    let Ok(template) = template else {
-        return false;
-    };
-    match (public, &template) {
-        (
-            Public::Ecc {
-                object_attributes,
-                name_hashing_algorithm,
-                auth_policy,
-                parameters,
-                ..
-            },
-            Public::Ecc {
-                object_attributes: a,
-                name_hashing_algorithm: h,
-                auth_policy: p,
-                parameters: q,
-                ..
-            },
-        ) => {
-            (
-                object_attributes,
-                name_hashing_algorithm,
-                auth_policy,
-                parameters,
-            ) == (a, h, p, q)
-        }
-        (
-            Public::KeyedHash {
-                object_attributes,
-                name_hashing_algorithm,
-                auth_policy,
-                parameters,
-                ..
-            },
-            Public::KeyedHash {
-                object_attributes: a,
-                name_hashing_algorithm: h,
-                auth_policy: p,
-                parameters: q,
-                ..
-            },
-        ) => {
-            (
-                object_attributes,
-                name_hashing_algorithm,
-                auth_policy,
-                parameters,
-            ) == (a, h, p, q)
-        }
-        _ => false,
-    }
+    public.starts_with(&template[..template.len() - unique])
 }
 
 /// Makes a new device key under the storage primary key.
 pub(super) fn create_key(context: &mut Context) -> Result<Blob, Failure> {
     with_primary(context, |context, primary| {
-        let template = key_template().map_err(|e| Failure::command("key template", e))?;
-        let created = context
-            .execute_with_session(Some(AuthSession::Password), |context| {
-                context.create(primary, template, None, None, None, None)
-            })
+        let (public, private) = context
+            .create(primary, PASSWORD, KEY_TEMPLATE, &[])
             .map_err(|e| Failure::command("TPM2_Create", e))?;
-        Ok(Blob {
-            public: created.out_public,
-            private: created.out_private,
-        })
+        Ok(Blob { public, private })
     })
 }
 
@@ -176,7 +91,7 @@ pub(super) fn create_key(context: &mut Context) -> Result<Blob, Failure> {
 pub(super) fn check_loads(context: &mut Context, blob: &Blob) -> Result<(), Failure> {
     with_primary(context, |context, primary| {
         let key = load(context, primary, blob)?;
-        flush_after(context, key.into(), Ok(()))
+        flush_after(context, key, Ok(()))
     })
 }
 
@@ -186,28 +101,14 @@ pub(super) fn sign(
     blob: &Blob,
     digest: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>), Failure> {
-    let digest = Digest::try_from(digest).map_err(|e| Failure::command("digest", e))?;
-    // A null ticket: the key is not restricted, so the TPM needn't have hashed the message.
-    let ticket = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
-        tag: TPM2_ST_HASHCHECK,
-        hierarchy: TPM2_RH_NULL,
-        digest: Default::default(),
-    })
-    .map_err(|e| Failure::command("hashcheck ticket", e))?;
     with_primary(context, |context, primary| {
         let key = load(context, primary, blob)?;
         let signed = context
-            .execute_with_session(Some(AuthSession::Password), |context| {
-                context.sign(key, digest, SignatureScheme::Null, ticket)
-            })
+            .sign(key, digest)
             .map_err(|e| Failure::command("TPM2_Sign", e));
-        let signature = flush_after(context, key.into(), signed)?;
-        match signature {
-            Signature::EcDsa(signature) => Ok((
-                signature.signature_r().value().to_vec(),
-                signature.signature_s().value().to_vec(),
-            )),
-            _ => Err(Failure::Rejected(
+        match flush_after(context, key, signed)? {
+            Signature::Ecdsa { r, s } => Ok((r, s)),
+            Signature::Other => Err(Failure::Rejected(
                 "TPM2_Sign: the key made a non-ECDSA signature".into(),
             )),
         }
@@ -216,61 +117,49 @@ pub(super) fn sign(
 
 /// Seals `secret` under the storage primary key. The secret travels to the TPM encrypted
 /// (a session salted with the primary key), so it is not readable on the bus either.
-pub(super) fn seal(context: &mut Context, secret: &SensitiveData) -> Result<Blob, Failure> {
+pub(super) fn seal(context: &mut Context, secret: &[u8]) -> Result<Blob, Failure> {
     with_primary(context, |context, primary| {
-        let template = sealed_template().map_err(|e| Failure::command("sealed template", e))?;
         with_salted_session(context, primary, Encrypt::Command, |context, session| {
             context
-                .execute_with_session(Some(session), |context| {
-                    context.create(primary, template, None, Some(secret.clone()), None, None)
-                })
+                .create(primary, session, SEALED_TEMPLATE, secret)
                 .map_err(|e| Failure::command("TPM2_Create", e))
         })
-        .map(|created| Blob {
-            public: created.out_public,
-            private: created.out_private,
-        })
+        .map(|(public, private)| Blob { public, private })
     })
 }
 
 /// Unseals the secret in `blob`; the TPM's answer is encrypted on the bus like [`seal`]'s
 /// request.
-pub(super) fn unseal(context: &mut Context, blob: &Blob) -> Result<SensitiveData, Failure> {
+pub(super) fn unseal(context: &mut Context, blob: &Blob) -> Result<Sensitive, Failure> {
     with_primary(context, |context, primary| {
         let object = load(context, primary, blob)?;
         let unsealed =
             with_salted_session(context, primary, Encrypt::Response, |context, session| {
                 context
-                    .execute_with_session(Some(session), |context| context.unseal(object.into()))
+                    .unseal(object, session)
                     // The load proved the blob is this TPM's: a refusal now is about something
                     // else, and must not pass for a lost secret.
                     .map_err(|e| Failure::command("TPM2_Unseal", e))
             });
-        flush_after(context, object.into(), unsealed)
+        flush_after(context, object, unsealed)
     })
 }
 
 /// Runs `f` with the storage primary key loaded, then flushes it.
 fn with_primary<T>(
     context: &mut Context,
-    f: impl FnOnce(&mut Context, KeyHandle) -> Result<T, Failure>,
+    f: impl FnOnce(&mut Context, Handle) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    let template = primary_template().map_err(|e| Failure::command("primary template", e))?;
     let primary = context
-        .execute_with_session(Some(AuthSession::Password), |context| {
-            context.create_primary(Hierarchy::Owner, template, None, None, None, None)
-        })
-        .map_err(|e| Failure::command("TPM2_CreatePrimary", e))?
-        .key_handle;
+        .create_primary(PRIMARY_TEMPLATE)
+        .map_err(|e| Failure::command("TPM2_CreatePrimary", e))?;
     let result = f(context, primary);
-    flush_after(context, primary.into(), result)
+    flush_after(context, primary, result)
 }
 
-fn load(context: &mut Context, primary: KeyHandle, blob: &Blob) -> Result<KeyHandle, Failure> {
+fn load(context: &mut Context, primary: Handle, blob: &Blob) -> Result<Handle, Failure> {
     context
-        .execute_with_session(Some(AuthSession::Password), |context| {
-            context.load(primary, blob.private.clone(), blob.public.clone())
-        })
+        .load(primary, &blob.public, &blob.private)
         .map_err(|e| Failure::load("TPM2_Load", e))
 }
 
@@ -285,45 +174,60 @@ enum Encrypt {
 /// (AES-128-CFB), then flushes the session.
 fn with_salted_session<T>(
     context: &mut Context,
-    salt_key: KeyHandle,
+    salt_key: Handle,
     encrypt: Encrypt,
-    f: impl FnOnce(&mut Context, AuthSession) -> Result<T, Failure>,
+    f: impl FnOnce(&mut Context, Handle) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let session = context
-        .start_auth_session(
-            Some(salt_key),
-            None,
-            None,
-            SessionType::Hmac,
-            SymmetricDefinition::AES_128_CFB,
-            HashingAlgorithm::Sha256,
-        )
-        .map_err(|e| Failure::command("TPM2_StartAuthSession", e))?
-        .ok_or_else(|| Failure::Refused("TPM2_StartAuthSession: no session handle".into()))?;
-    let handle = ObjectHandle::from(SessionHandle::from(session));
-    let (attributes, mask) = match encrypt {
-        Encrypt::Command => SessionAttributesBuilder::new().with_decrypt(true),
-        Encrypt::Response => SessionAttributesBuilder::new().with_encrypt(true),
-    }
-    .with_continue_session(true)
-    .build();
+        .start_salted_session(salt_key)
+        .map_err(|e| Failure::command("TPM2_StartAuthSession", e))?;
+    let direction = match encrypt {
+        Encrypt::Command => SESSION_DECRYPT,
+        Encrypt::Response => SESSION_ENCRYPT,
+    };
+    let attributes = direction | SESSION_CONTINUE;
     let result = context
-        .tr_sess_set_attributes(session, attributes, mask)
+        .set_session_attributes(session, attributes, attributes)
         .map_err(|e| Failure::command("session attributes", e))
         .and_then(|()| f(context, session));
-    flush_after(context, handle, result)
+    flush_after(context, session, result)
 }
 
 /// Flushes `handle` whatever `result` is; the first failure wins.
 fn flush_after<T>(
     context: &mut Context,
-    handle: ObjectHandle,
+    handle: Handle,
     result: Result<T, Failure>,
 ) -> Result<T, Failure> {
     let flushed = context
-        .flush_context(handle)
+        .flush(handle)
         .map_err(|e| Failure::command("TPM2_FlushContext", e));
     let value = result?;
     flushed?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::tpm::esys;
+
+    /// The templates are well-formed TPMT_PUBLICs, in canonical form.
+    #[test]
+    fn templates_round_trip_through_tss2_mu() {
+        for template in [PRIMARY_TEMPLATE, KEY_TEMPLATE, SEALED_TEMPLATE] {
+            let (public, used) = esys::unmarshal_public(template).unwrap();
+            assert_eq!(used, template.len());
+            assert_eq!(esys::marshal_public(&public).unwrap(), template);
+        }
+    }
+
+    #[test]
+    fn each_template_matches_its_own_kind_only() {
+        assert!(matches_template(KEY_TEMPLATE, Kind::Key));
+        assert!(matches_template(SEALED_TEMPLATE, Kind::Sealed));
+        assert!(!matches_template(KEY_TEMPLATE, Kind::Sealed));
+        assert!(!matches_template(SEALED_TEMPLATE, Kind::Key));
+        assert!(!matches_template(PRIMARY_TEMPLATE, Kind::Key));
+    }
 }

@@ -9,8 +9,7 @@
 
 use std::fmt;
 
-use bitfield::BitRange;
-use tss_esapi::constants::response_code::Tss2ResponseCode;
+use super::esys::Error;
 
 /// What went wrong, as far as the caller's reaction is concerned.
 #[derive(Debug)]
@@ -29,9 +28,9 @@ pub(super) enum Failure {
 impl Failure {
     /// `command` failed while loading one of our blobs (or using it right after the load):
     /// TPM-layer refusals tied to the object mean the blob is unusable here.
-    pub(super) fn load(command: &'static str, error: tss_esapi::Error) -> Failure {
+    pub(super) fn load(command: &'static str, error: Error) -> Failure {
         let failure = Failure::command(command, error);
-        match (failure, Code::of(&error)) {
+        match (failure, Code::of(error)) {
             (Failure::Refused(reason), Some(code)) if code.condemns_object() => {
                 Failure::Rejected(reason)
             }
@@ -40,10 +39,10 @@ impl Failure {
     }
 
     /// `command` failed: a refusal if the TPM answered, unreachable otherwise.
-    pub(super) fn command(command: &'static str, error: tss_esapi::Error) -> Failure {
-        let Some(code) = Code::of(&error) else {
-            // Raised by tss-esapi before or after talking to the TPM (a parameter out of
-            // range, an answer it can't convert).
+    pub(super) fn command(command: &'static str, error: Error) -> Failure {
+        let Some(code) = Code::of(error) else {
+            // Refused before talking to the TPM (a parameter out of range) or an answer that
+            // can't be used.
             return Failure::Refused(format!("{command}: {error}"));
         };
         let reason = format!("{command}: {code}");
@@ -98,18 +97,10 @@ const RC_AUTH_FAIL: u32 = 0x0E;
 const RC_BAD_AUTH: u32 = 0x22;
 
 impl Code {
-    fn of(error: &tss_esapi::Error) -> Option<Code> {
-        // tss-esapi 7 doesn't hand out the raw code; its bitfield newtypes do, through
-        // `BitRange` (hence the direct `bitfield` dependency, at tss-esapi's version).
+    fn of(error: Error) -> Option<Code> {
         match error {
-            tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatZero(rc)) => {
-                Some(Code(rc.bit_range(31, 0)))
-            }
-            tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatOne(rc)) => {
-                Some(Code(rc.bit_range(31, 0)))
-            }
-            tss_esapi::Error::Tss2Error(Tss2ResponseCode::Success)
-            | tss_esapi::Error::WrapperError(_) => None,
+            Error::Tss(rc) => Some(Code(rc)),
+            Error::Local(_) => None,
         }
     }
 
@@ -141,13 +132,19 @@ impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = self.0;
         if self.is_from_tpm() {
-            let rc = Tss2ResponseCode::from(code & 0xffff);
             let kind = if self.base() & FORMAT_ONE == 0 && self.base() & WARNING != 0 {
                 "TPM warning"
             } else {
                 "TPM error"
             };
-            return write!(f, "{kind} {code:#x} ({rc})");
+            return match tpm_rc_name(self.base()) {
+                Some(name) => write!(
+                    f,
+                    "{kind} {code:#x} (TPM_RC_{name}{})",
+                    Subject(self.base())
+                ),
+                None => write!(f, "{kind} {code:#x}"),
+            };
         }
         let layer = match self.layer() {
             ESAPI_LAYER => "ESAPI",
@@ -160,6 +157,146 @@ impl fmt::Display for Code {
         match base_name(self.base()) {
             Some(name) => write!(f, "{layer} error {code:#x} ({name})"),
             None => write!(f, "{layer} error {code:#x}"),
+        }
+    }
+}
+
+/// The name of a TPM response code (TPM 2.0 Part 2, `TPM_RC`), after `TPM_RC_`.
+fn tpm_rc_name(rc: u32) -> Option<&'static str> {
+    /// Bit 10 of a format-zero code: defined by the TPM vendor.
+    const VENDOR: u32 = 0x400;
+    if rc & FORMAT_ONE != 0 {
+        return format_one_name(rc & 0x3f);
+    }
+    if rc & VENDOR != 0 {
+        return Some("VENDOR_SPECIFIC");
+    }
+    if rc & WARNING != 0 {
+        return warning_name(rc & 0x7f);
+    }
+    Some(match rc & 0x7f {
+        0x00 => "INITIALIZE",
+        0x01 => "FAILURE",
+        0x03 => "SEQUENCE",
+        0x0B => "PRIVATE",
+        0x19 => "HMAC",
+        0x20 => "DISABLED",
+        0x21 => "EXCLUSIVE",
+        0x24 => "AUTH_TYPE",
+        0x25 => "AUTH_MISSING",
+        0x26 => "POLICY",
+        0x27 => "PCR",
+        0x28 => "PCR_CHANGED",
+        0x2D => "UPGRADE",
+        0x2E => "TOO_MANY_CONTEXTS",
+        0x2F => "AUTH_UNAVAILABLE",
+        0x30 => "REBOOT",
+        0x31 => "UNBALANCED",
+        0x42 => "COMMAND_SIZE",
+        0x43 => "COMMAND_CODE",
+        0x44 => "AUTHSIZE",
+        0x45 => "AUTH_CONTEXT",
+        0x46 => "NV_RANGE",
+        0x47 => "NV_SIZE",
+        0x48 => "NV_LOCKED",
+        0x49 => "NV_AUTHORIZATION",
+        0x4A => "NV_UNINITIALIZED",
+        0x4B => "NV_SPACE",
+        0x4C => "NV_DEFINED",
+        0x50 => "BAD_CONTEXT",
+        0x51 => "CPHASH",
+        0x52 => "PARENT",
+        0x53 => "NEEDS_TEST",
+        0x54 => "NO_RESULT",
+        0x55 => "SENSITIVE",
+        _ => return None,
+    })
+}
+
+fn warning_name(number: u32) -> Option<&'static str> {
+    Some(match number {
+        0x01 => "CONTEXT_GAP",
+        0x02 => "OBJECT_MEMORY",
+        0x03 => "SESSION_MEMORY",
+        0x04 => "MEMORY",
+        0x05 => "SESSION_HANDLES",
+        0x06 => "OBJECT_HANDLES",
+        0x07 => "LOCALITY",
+        0x08 => "YIELDED",
+        0x09 => "CANCELED",
+        0x0A => "TESTING",
+        // Followed by the handle or session number (`Subject`).
+        0x10..=0x16 => "REFERENCE_H",
+        0x18..=0x1E => "REFERENCE_S",
+        0x20 => "NV_RATE",
+        0x21 => "LOCKOUT",
+        0x22 => "RETRY",
+        0x23 => "NV_UNAVAILABLE",
+        _ => return None,
+    })
+}
+
+fn format_one_name(number: u32) -> Option<&'static str> {
+    Some(match number {
+        0x01 => "ASYMMETRIC",
+        0x02 => "ATTRIBUTES",
+        0x03 => "HASH",
+        0x04 => "VALUE",
+        0x05 => "HIERARCHY",
+        0x07 => "KEY_SIZE",
+        0x08 => "MGF",
+        0x09 => "MODE",
+        0x0A => "TYPE",
+        0x0B => "HANDLE",
+        0x0C => "KDF",
+        0x0D => "RANGE",
+        0x0E => "AUTH_FAIL",
+        0x0F => "NONCE",
+        0x10 => "PP",
+        0x12 => "SCHEME",
+        0x15 => "SIZE",
+        0x16 => "SYMMETRIC",
+        0x17 => "TAG",
+        0x18 => "SELECTOR",
+        0x1A => "INSUFFICIENT",
+        0x1B => "SIGNATURE",
+        0x1C => "KEY",
+        0x1D => "POLICY_FAIL",
+        0x1F => "INTEGRITY",
+        0x20 => "TICKET",
+        0x21 => "RESERVED_BITS",
+        0x22 => "BAD_AUTH",
+        0x23 => "EXPIRED",
+        0x24 => "POLICY_CC",
+        0x25 => "BINDING",
+        0x26 => "CURVE",
+        0x27 => "ECC_POINT",
+        _ => return None,
+    })
+}
+
+/// What a TPM response code is about: `, parameter N`, `, handle N` or `, session N` for
+/// format-one codes, the reference number of `TPM_RC_REFERENCE_H*`/`S*` warnings, nothing
+/// otherwise.
+struct Subject(u32);
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rc = self.0;
+        if rc & FORMAT_ONE != 0 {
+            let number = rc >> 8 & 0xf;
+            return if rc & 0x40 != 0 {
+                write!(f, ", parameter {number}")
+            } else if number <= 7 {
+                write!(f, ", handle {number}")
+            } else {
+                write!(f, ", session {}", number - 8)
+            };
+        }
+        match rc & WARNING != 0 && rc & 0x400 == 0 {
+            true if (0x910..=0x916).contains(&rc) => write!(f, "{}", rc - 0x910),
+            true if (0x918..=0x91E).contains(&rc) => write!(f, "{}", rc - 0x918),
+            _ => Ok(()),
         }
     }
 }
@@ -213,5 +350,25 @@ mod tests {
             "TCTI error 0xa000a (I/O error)"
         );
         assert!(Code(0x902).to_string().starts_with("TPM warning 0x902"));
+    }
+
+    #[rstest]
+    #[case::integrity(0x1df, "TPM error 0x1df (TPM_RC_INTEGRITY, parameter 1)")]
+    #[case::bad_auth_in_session(0x9a2, "TPM error 0x9a2 (TPM_RC_BAD_AUTH, session 1)")]
+    #[case::handle(0x18b, "TPM error 0x18b (TPM_RC_HANDLE, handle 1)")]
+    #[case::object_memory(0x902, "TPM warning 0x902 (TPM_RC_OBJECT_MEMORY)")]
+    #[case::reference(0x911, "TPM warning 0x911 (TPM_RC_REFERENCE_H1)")]
+    #[case::failure(0x101, "TPM error 0x101 (TPM_RC_FAILURE)")]
+    #[case::through_the_resource_manager(0x000c_0902, "TPM warning 0xc0902 (TPM_RC_OBJECT_MEMORY)")]
+    #[case::unknown(0x17f, "TPM error 0x17f")]
+    fn tpm_codes_are_named_as_in_the_specification(#[case] code: u32, #[case] text: &str) {
+        assert_eq!(Code(code).to_string(), text);
+    }
+
+    #[test]
+    fn local_errors_are_refusals() {
+        let failure = Failure::command("TPM2_Sign", Error::Local("the digest is too long"));
+        assert!(matches!(failure, Failure::Refused(_)));
+        assert_eq!(failure.reason(), "TPM2_Sign: the digest is too long");
     }
 }

@@ -5,13 +5,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ring::digest::{SHA256, digest};
-use tss_esapi::structures::Public;
-
 use super::blob::Blob;
 use super::commands;
+use super::esys::{self, ALG_ECC};
 use super::worker::Tpm;
 use crate::credentials::{DeviceKey, SignError};
+use ring::digest::{SHA256, digest};
 
 /// Coordinates of a P-256 point are 32 bytes.
 const COORDINATE_LEN: usize = 32;
@@ -66,15 +65,20 @@ impl DeviceKey for TpmKey {
     }
 }
 
-/// `04 || x || y` from an ECC public area, coordinates left-padded to 32 bytes (the TPM may
-/// drop leading zeros).
-fn sec1_point(public: &Public) -> Option<Vec<u8>> {
-    let Public::Ecc { unique, .. } = public else {
+/// `04 || x || y` from an ECC public area (TPM marshalling), coordinates left-padded to 32
+/// bytes (the TPM may drop leading zeros).
+fn sec1_point(public: &[u8]) -> Option<Vec<u8>> {
+    let (public, _) = esys::unmarshal_public(public).ok()?;
+    if public.type_ != ALG_ECC {
         return None;
-    };
+    }
+    // SAFETY: the type says the ECC member is the one the unmarshaller filled; it is made of
+    // integers and byte arrays, valid for any bit pattern anyway.
+    let unique = unsafe { &public.unique.ecc };
     let mut point = Vec::with_capacity(1 + 2 * COORDINATE_LEN);
     point.push(0x04);
-    for coordinate in [unique.x().value(), unique.y().value()] {
+    for coordinate in [&unique.x, &unique.y] {
+        let coordinate = coordinate.buffer.get(..usize::from(coordinate.size))?;
         if coordinate.is_empty() || coordinate.len() > COORDINATE_LEN {
             return None;
         }

@@ -6,8 +6,9 @@
 //!
 //! - **Reaching the TPM.** A TCTI configuration string (`[credentials] tcti`, default
 //!   `device:/dev/tpmrm0`, the kernel's resource manager; `swtpm:host=...,port=...` in tests),
-//!   through tpm2-tss's ESAPI (tss-esapi 7). [`TpmBackend::open`] only validates it: the TPM is
-//!   first contacted by the first operation.
+//!   through tpm2-tss's ESAPI, called directly (`esys.rs`, over the `tss-esapi-sys` bindings;
+//!   the `tss-esapi` wrapper weighed over a megabyte of the binary). [`TpmBackend::open`] only
+//!   validates it (`tcti.rs`): the TPM is first contacted by the first operation.
 //! - **Storage primary key.** Owner hierarchy, the TCG standard ECC P-256 storage key template
 //!   (restricted, decrypt, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA,
 //!   AES-128-CFB, empty unique). It is re-created with `TPM2_CreatePrimary` by every operation
@@ -43,23 +44,24 @@
 
 mod blob;
 mod commands;
+mod esys;
 mod failure;
 mod key;
+mod raw;
+mod tcti;
 mod worker;
 
-use std::ffi::CString;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::info;
-use tss_esapi::structures::SensitiveData;
-use tss_esapi::tcti_ldr::TctiNameConf;
 
 use self::blob::{Blob, Kind};
+use self::esys::Sensitive;
 use self::failure::Failure;
 use self::key::TpmKey;
+use self::tcti::Tcti;
 use self::worker::Tpm;
 use super::{
     Backend, CredentialsError, CredentialsSecret, DeviceKey, read_private, remove, write_private,
@@ -95,9 +97,7 @@ impl TpmBackend {
                  swtpm:host=<host>,port=<port>, mssim:host=<host>,port=<port> or tabrmd:...)"
             ),
         };
-        let conf = TctiNameConf::from_str(tcti).map_err(|_| invalid())?;
-        // What the TCTI loader will be given: this also checks host names.
-        CString::try_from(conf.clone()).map_err(|_| invalid())?;
+        let conf = Tcti::parse(tcti).ok_or_else(invalid)?;
         Ok(TpmBackend {
             dir,
             tpm: Arc::new(Tpm::new(conf, DEFAULT_TIMEOUT)),
@@ -182,15 +182,10 @@ impl Backend for TpmBackend {
     }
 
     fn save_secret(&self, secret: &CredentialsSecret) -> Result<(), CredentialsError> {
-        let data = SensitiveData::try_from(secret.expose().as_bytes().to_vec()).map_err(|e| {
-            CredentialsError::Tpm {
-                operation: "seal",
-                reason: e.to_string(),
-            }
-        })?;
+        let data = Sensitive::from(secret.expose().as_bytes().to_vec());
         let blob = self
             .tpm
-            .run(move |context| commands::seal(context, &data))
+            .run(move |context| commands::seal(context, data.value()))
             .map_err(|failure| tpm_error("seal", failure))?;
         let bytes = blob
             .encode(Kind::Sealed)

@@ -13,15 +13,13 @@
 //! a second time on a fresh connection if the kept one turned out to be dead (a restarted
 //! simulator or resource manager). Every job is idempotent: nothing persists in the TPM.
 
-use std::ffi::CString;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tss_esapi::Context;
-use tss_esapi::tcti_ldr::TctiNameConf;
-
+use super::esys::Context;
 use super::failure::Failure;
+use super::tcti::Tcti;
 use crate::tasks::{self, Ended};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -29,7 +27,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// The way to the TPM, shared by the backend and the keys it hands out.
 #[derive(Debug)]
 pub(super) struct Tpm {
-    tcti: TctiNameConf,
+    tcti: Tcti,
     timeout: Duration,
     state: Mutex<State>,
 }
@@ -51,7 +49,7 @@ struct Worker {
 const STOP_DEADLINE: Duration = Duration::from_secs(1);
 
 impl Tpm {
-    pub(super) fn new(tcti: TctiNameConf, timeout: Duration) -> Tpm {
+    pub(super) fn new(tcti: Tcti, timeout: Duration) -> Tpm {
         Tpm {
             tcti,
             timeout,
@@ -59,7 +57,7 @@ impl Tpm {
         }
     }
 
-    pub(super) fn tcti(&self) -> &TctiNameConf {
+    pub(super) fn tcti(&self) -> &Tcti {
         &self.tcti
     }
 
@@ -154,7 +152,7 @@ impl State {
 }
 
 impl Worker {
-    fn spawn(tcti: TctiNameConf) -> Result<Worker, Failure> {
+    fn spawn(tcti: Tcti) -> Result<Worker, Failure> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = tasks::spawn_thread("tpm", move || serve(tcti, queue)).map_err(|error| {
             Failure::Unreachable(format!("couldn't start the TPM worker thread: {error}"))
@@ -176,7 +174,7 @@ impl Drop for Tpm {
     }
 }
 
-fn serve(tcti: TctiNameConf, queue: Receiver<Job>) {
+fn serve(tcti: Tcti, queue: Receiver<Job>) {
     let mut connection = Connection {
         tcti,
         context: None,
@@ -189,7 +187,7 @@ fn serve(tcti: TctiNameConf, queue: Receiver<Job>) {
 
 /// The worker's end of the line: the ESAPI context, opened lazily.
 pub(super) struct Connection {
-    tcti: TctiNameConf,
+    tcti: Tcti,
     context: Option<Context>,
 }
 
@@ -208,18 +206,10 @@ impl Connection {
     ) -> Result<T, Failure> {
         let context = match &mut self.context {
             Some(context) => context,
-            context @ None => context.insert(
-                Context::new(self.tcti.clone())
-                    .map_err(|error| Failure::command("connect", error))
-                    .map_err(|failure| {
-                        let conf = CString::try_from(self.tcti.clone()).unwrap_or_default();
-                        Failure::Unreachable(format!(
-                            "{} (TCTI {})",
-                            failure.reason(),
-                            conf.to_string_lossy()
-                        ))
-                    })?,
-            ),
+            context @ None => context.insert(Context::new(&self.tcti).map_err(|error| {
+                let failure = Failure::command("connect", error);
+                Failure::Unreachable(format!("{} (TCTI {})", failure.reason(), self.tcti))
+            })?),
         };
         let result = op(context);
         if matches!(result, Err(Failure::Unreachable(_))) {

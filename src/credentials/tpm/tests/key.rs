@@ -1,10 +1,12 @@
 use std::sync::Arc;
 
 use openssl::x509::X509Req;
-use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue};
 
 use super::*;
-use crate::credentials::CsrSigner;
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, DnValue, PKCS_ECDSA_P256_SHA256, PublicKeyData,
+    SignatureAlgorithm, SigningKey,
+};
 
 #[test]
 fn new_key_is_an_uncompressed_p256_point_and_its_signatures_verify() {
@@ -74,7 +76,7 @@ fn certificate_request_signed_by_the_tpm_key_verifies() {
     params.distinguished_name = name;
 
     let csr = params
-        .serialize_request(&CsrSigner(key.clone()))
+        .serialize_request(&RcgenSigner(key.clone()))
         .unwrap()
         .pem()
         .unwrap();
@@ -88,4 +90,24 @@ fn certificate_request_signed_by_the_tpm_key_verifies() {
         &mut openssl::bn::BigNumContext::new().unwrap(),
     );
     assert_eq!(point.unwrap(), key.public_key());
+}
+
+/// Lets rcgen, an implementation independent of the agent's own CSR writer, sign with a
+/// [`DeviceKey`].
+struct RcgenSigner(Arc<dyn DeviceKey>);
+
+impl PublicKeyData for RcgenSigner {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl SigningKey for RcgenSigner {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
 }

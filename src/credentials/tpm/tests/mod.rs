@@ -1,5 +1,6 @@
 //! The TPM backend against a real (software) TPM: swtpm, started per test on free ports.
 
+mod compat;
 mod failures;
 mod key;
 mod secret;
