@@ -14,6 +14,9 @@ use tokio::sync::oneshot;
 
 use crate::tasks::{TaskError, Worker, spawn_thread};
 
+/// Stack of the network runtime's blocking threads (name resolution).
+const BLOCKING_STACK: usize = 256 * 1024;
+
 pub struct NetworkThread {
     handle: Handle,
     stop: oneshot::Sender<()>,
@@ -26,6 +29,10 @@ impl NetworkThread {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("network")
+            // Its blocking pool only resolves the broker's name: one thread, gone when idle.
+            .max_blocking_threads(1)
+            .thread_keep_alive(Duration::from_secs(1))
+            .thread_stack_size(BLOCKING_STACK)
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
