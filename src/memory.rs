@@ -73,7 +73,8 @@ struct Mapping {
 }
 
 /// The private, read-only mappings of files that hold no page of their own (no copy-on-write
-/// page: relocated data, made read-only after relocation, holds such pages and is kept).
+/// page, resident or swapped: relocated data, made read-only after relocation, holds such
+/// pages and is kept).
 /// Dropping their pages loses nothing: they are read again from the file.
 fn clean_file_mappings(smaps: &str) -> Vec<Mapping> {
     let mut found = Vec::new();
@@ -107,9 +108,10 @@ fn clean_file_mappings(smaps: &str) -> Vec<Mapping> {
         let kib = words.next().and_then(|value| value.parse::<usize>().ok());
         match (first, kib) {
             ("Rss:", Some(kib)) => mapping.resident_kib = kib,
-            ("Anonymous:" | "Private_Dirty:" | "Shared_Dirty:", Some(kib)) if kib > 0 => {
-                *eligible = false;
-            }
+            // Copy-on-write pages, resident or swapped out: they exist nowhere else.
+            // (Private_Dirty is not a sign: it also counts page-cache pages not yet written
+            // back, as for a binary just installed.)
+            ("Anonymous:" | "Swap:", Some(kib)) if kib > 0 => *eligible = false,
             _ => {}
         }
     }
@@ -160,12 +162,16 @@ Anonymous:             0 kB
 Size:               4516 kB
 Rss:                4452 kB
 Shared_Dirty:          0 kB
-Private_Dirty:         0 kB
+Private_Dirty:      4452 kB
 Anonymous:             0 kB
 55b209d07000-55b209d4d000 r--p 00667000 fe:00 6621497                    /usr/bin/astarte-agent
 Rss:                 280 kB
 Private_Dirty:       280 kB
 Anonymous:           280 kB
+55b209d4c000-55b209d4d000 r--p 006ac000 fe:00 6621497                    /usr/bin/astarte-agent
+Rss:                   4 kB
+Anonymous:             0 kB
+Swap:                  4 kB
 55b209d4d000-55b209d50000 rw-p 006ac000 fe:00 6621497                    /usr/bin/astarte-agent
 Rss:                  12 kB
 Anonymous:            12 kB

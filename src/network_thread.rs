@@ -1,11 +1,17 @@
 //! The network thread: a second single-threaded runtime that runs the MQTT connection (the
-//! task that polls rumqttc, TLS included).
+//! task that polls rumqttc, TLS included), when the device key is in a TPM.
 //!
 //! A TLS handshake signs with the device key inside rustls, synchronously. With the TPM
 //! backend that signature waits for the TPM: tens to hundreds of milliseconds for a discrete
 //! TPM, up to the TPM deadline (10 s) for a stuck one. On this thread such a wait holds only
 //! the connection; D-Bus answers, command results, the queue and the systemd watchdog go on
 //! on the main runtime. The two runtimes talk over channels only.
+//!
+//! With the key in a file the signature takes microseconds, and the connection runs on the
+//! main runtime ([`NetworkThread::inline`]): no thread, and every message handed to rumqttc
+//! and every event it reports stays on one thread instead of waking another (a system call
+//! and a context switch each way, per message: a large share of the agent's CPU time per
+//! message).
 
 use std::time::Duration;
 
@@ -19,11 +25,29 @@ const BLOCKING_STACK: usize = 256 * 1024;
 
 pub struct NetworkThread {
     handle: Handle,
-    stop: oneshot::Sender<()>,
-    worker: Worker,
+    /// The thread, when the connection has one.
+    thread: Option<(oneshot::Sender<()>, Worker)>,
 }
 
 impl NetworkThread {
+    /// A thread of its own when `own_thread` (the TPM backend), else the current runtime.
+    pub fn for_backend(own_thread: bool) -> std::io::Result<NetworkThread> {
+        if own_thread {
+            NetworkThread::start()
+        } else {
+            Ok(NetworkThread::inline())
+        }
+    }
+
+    /// The connection on the current runtime: nothing to start or stop. Call it within a
+    /// runtime.
+    pub fn inline() -> NetworkThread {
+        NetworkThread {
+            handle: Handle::current(),
+            thread: None,
+        }
+    }
+
     /// Starts the thread and its runtime.
     pub fn start() -> std::io::Result<NetworkThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -43,8 +67,7 @@ impl NetworkThread {
         })?;
         Ok(NetworkThread {
             handle,
-            stop,
-            worker,
+            thread: Some((stop, worker)),
         })
     }
 
@@ -55,7 +78,10 @@ impl NetworkThread {
 
     /// Stops the runtime and joins the thread, at most `deadline`. Blocking.
     pub fn stop_within(self, deadline: Duration) -> Result<(), TaskError> {
-        let _ = self.stop.send(());
-        self.worker.join_within(deadline)
+        let Some((stop, worker)) = self.thread else {
+            return Ok(());
+        };
+        let _ = stop.send(());
+        worker.join_within(deadline)
     }
 }
