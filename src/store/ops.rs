@@ -86,7 +86,7 @@ pub(super) fn apply(
             reply,
         } => answer::answered(reply, load(transaction, shared, from, limit, now_ms, delta)),
         Request::Ledger(request) => super::ledger::apply(transaction, request),
-        Request::Ack(_) | Request::Stop => Ok(answer::done(None)),
+        Request::Acks | Request::Stop => Ok(answer::done(None)),
     }
 }
 

@@ -62,8 +62,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Small pages: a commit of a few small rows writes less of the flash.
-const PAGE_SIZE: u32 = 1024;
+/// Small pages: a commit of a few small rows writes less of the flash (every page a commit
+/// changes is written whole to the WAL). SQLite's smallest; a database created by an earlier
+/// agent (1024-byte pages) keeps its pages: in WAL mode the page size is fixed at creation.
+const PAGE_SIZE: u32 = 512;
 
 /// SQLite's page cache, in KiB (negative values of `cache_size` are KiB).
 const CACHE_KIB: i64 = -256;

@@ -376,3 +376,19 @@ async fn acknowledged_runs_are_removed_and_a_row_between_them_is_kept() {
         10
     );
 }
+
+#[tokio::test]
+async fn a_lone_acknowledgement_is_written_after_the_delay_without_other_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = open(dir.path());
+    let seq = opened.store.append(message(1)).await.unwrap();
+    opened.store.ack(vec![seq]);
+    let counters = opened.store.counters();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while counters.queued.load(Ordering::Relaxed) > 0 {
+        assert!(std::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let opened = reopen(opened);
+    assert_eq!(opened.backlog, None);
+}
