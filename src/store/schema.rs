@@ -70,11 +70,12 @@ const PAGE_SIZE: u32 = 512;
 /// SQLite's page cache, in KiB (negative values of `cache_size` are KiB).
 const CACHE_KIB: i64 = -256;
 
-/// WAL pages written before a checkpoint copies them into the database.
+/// WAL pages written before a checkpoint copies them into the database (SQLite's default:
+/// about 0.5 MiB of WAL with 512-byte pages).
 const WAL_CHECKPOINT_PAGES: i64 = 1000;
 
-/// Bytes the WAL is cut back to after a checkpoint: a little more than it reaches between
-/// two checkpoints, so that it is never cut in normal running.
+/// Bytes the WAL is cut back to after a checkpoint: more than it reaches between two
+/// checkpoints, so that it is never cut in normal running, only after a large transaction.
 const WAL_SIZE_LIMIT: i64 = 2 * 1024 * 1024;
 
 /// How long (ms) opening waits for a lock held by a closing connection.
