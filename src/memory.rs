@@ -214,10 +214,12 @@ Rss:                   4 kB
     }
 
     #[test]
-    fn trimming_keeps_the_process_running() {
+    fn trimming_leaves_a_working_process_and_finds_its_code() {
         trim_after_start();
-        // Code and read-only data come back from the file.
-        let text = format!("{:?}", clean_file_mappings(SMAPS).len());
-        assert_eq!(text, "3");
+        // Code, read-only data and the heap still work (pages come back from the file)...
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        // ...and the live smaps parse: this test binary's code is a clean file mapping.
+        let text = clean_file_mappings(&smaps);
+        assert!(!text.is_empty(), "{smaps}");
     }
 }
