@@ -7,11 +7,14 @@
 //! the connection; D-Bus answers, command results, the queue and the systemd watchdog go on
 //! on the main runtime. The two runtimes talk over channels only.
 //!
-//! With the key in a file the signature takes microseconds, and the connection runs on the
-//! main runtime ([`NetworkThread::inline`]): no thread, and every message handed to rumqttc
-//! and every event it reports stays on one thread instead of waking another (a system call
-//! and a context switch each way, per message: a large share of the agent's CPU time per
-//! message).
+//! With the key in a file the signature takes microseconds. Then the thread is only worth its
+//! cost where it can run beside the main runtime: with two CPUs or more, TLS and MQTT work
+//! runs in parallel with D-Bus (the benchmark's throughput). With one CPU (a small board, or
+//! a service confined to one CPU) the connection runs on the main runtime
+//! ([`NetworkThread::inline`]): no thread, and every message handed to rumqttc and every
+//! event it reports stays on one thread instead of waking another (a system call and a
+//! context switch each way, per message: about a quarter of the agent's CPU time per
+//! message, measured on one CPU).
 
 use std::time::Duration;
 
@@ -30,9 +33,11 @@ pub struct NetworkThread {
 }
 
 impl NetworkThread {
-    /// A thread of its own when `own_thread` (the TPM backend), else the current runtime.
-    pub fn for_backend(own_thread: bool) -> std::io::Result<NetworkThread> {
-        if own_thread {
+    /// A thread of its own with the TPM backend (`in_tpm`) or when the process may use more
+    /// than one CPU, else the current runtime.
+    pub fn for_backend(in_tpm: bool) -> std::io::Result<NetworkThread> {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        if in_tpm || cpus > 1 {
             NetworkThread::start()
         } else {
             Ok(NetworkThread::inline())

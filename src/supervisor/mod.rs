@@ -171,7 +171,8 @@ impl Agent {
         let bus = serve_on_dbus(config.bus, service, CommandsService::new(handle)).await?;
         let (provisioner, roots) = provisioner(&config, &device_id, tokens).await?;
 
-        // A thread of its own only where a handshake may wait for the TPM.
+        // A thread of its own where a handshake may wait for the TPM, or where a second CPU
+        // can run it (network_thread.rs).
         let in_tpm = matches!(
             config.credentials,
             crate::credentials::BackendKind::Tpm { .. }
