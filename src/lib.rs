@@ -17,6 +17,7 @@ pub mod fs_atomic;
 pub mod health;
 pub mod interface;
 pub mod logging;
+pub mod memory;
 pub mod network_thread;
 pub mod notify;
 pub mod pairing;

@@ -1,9 +1,19 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use astarte_agent::cli::{Cli, Command};
 use astarte_agent::{check, logging, supervisor};
 
+/// Threads of tokio's blocking pool (files, key generation, opening the store) at most...
+const BLOCKING_THREADS: usize = 4;
+/// ...each ending after this long without work: an idle agent keeps none.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Stack reserved for each (only the pages used are resident).
+const BLOCKING_STACK: usize = 512 * 1024;
+
 fn main() -> ExitCode {
+    // Before any thread starts (see memory.rs).
+    astarte_agent::memory::limit_arenas();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig) => check::check_config(&cli.config),
@@ -22,9 +32,13 @@ fn run_daemon(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One thread keeps RSS small; blocking work (files, key generation) goes to tokio's pool.
+    // One thread keeps RSS small; blocking work (files, key generation) goes to tokio's pool,
+    // kept small too: a few short jobs at start-up and on reloads, none while idle.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .thread_stack_size(BLOCKING_STACK)
         .build()
     {
         Ok(runtime) => runtime,

@@ -218,15 +218,29 @@ impl Drop for EndGuard {
     }
 }
 
+/// Stack reserved for a thread of [`spawn_thread`] (Rust's default is 2 MiB). Only the pages a
+/// thread uses are resident; this bounds the address space, not the memory.
+pub const THREAD_STACK: usize = 1024 * 1024;
+
 /// Starts `body` on a thread named `name`. The [`Worker`] learns when it ends, also by a panic.
 pub fn spawn_thread(
     name: &'static str,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<Worker> {
+    spawn_thread_with_stack(name, THREAD_STACK, body)
+}
+
+/// [`spawn_thread`] with a stack of `stack` bytes, for threads whose deepest call is known.
+pub fn spawn_thread_with_stack(
+    name: &'static str,
+    stack: usize,
     body: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<Worker> {
     let ended = Arc::new(Ended::default());
     let guard = EndGuard(ended.clone());
     let thread = std::thread::Builder::new()
         .name(name.into())
+        .stack_size(stack)
         .spawn(move || {
             let _ended = guard;
             body();

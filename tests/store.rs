@@ -213,7 +213,7 @@ async fn a_message_the_broker_keeps_refusing_is_set_aside_and_the_queue_goes_on(
         ..SandboxOptions::default()
     })
     .await;
-    let (agent, proxy) = env.start_connected_agent().await;
+    let (mut agent, proxy) = env.start_connected_agent().await;
     let mut observer = env.observer().await;
     proxy
         .send(
@@ -227,6 +227,8 @@ async fn a_message_the_broker_keeps_refusing_is_set_aside_and_the_queue_goes_on(
     let after = observed(&mut observer, &env.topic(DEVICE_DATASTREAM, STORED)).await;
     assert_eq!(int_value(&after), 7);
     assert!(agent.log().contains("dead_letters"), "{}", agent.log());
+    // The running agent holds the database's lock (locking_mode EXCLUSIVE): read it after.
+    assert!(agent.stop().await.success());
     let dead: i64 = rusqlite::Connection::open(env.path("store/agent.db"))
         .unwrap()
         .query_row("SELECT COUNT(*) FROM dead_letters", [], |row| row.get(0))

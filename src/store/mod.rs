@@ -171,11 +171,29 @@ pub(crate) fn file_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Acknowledged rows not yet removed, shared by every handle and the writer. The session
+/// acknowledges after nearly every broker event: collecting here, the writer is woken once
+/// per batch ([`Request::Acks`]) instead of once per acknowledgement.
+#[derive(Debug, Default)]
+pub(crate) struct PendingAcks {
+    pub(crate) seqs: Vec<u64>,
+    /// When the first of them arrived: they are written at most [`writer::ACK_DELAY`] later.
+    pub(crate) since: Option<std::time::Instant>,
+}
+
+/// Locks a mutex of plain data, poisoned or not.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Handle to the store; cheap to clone. The writer thread stops when the last handle is
 /// dropped, after committing what it was given.
 #[derive(Clone)]
 pub struct Store {
     requests: mpsc::Sender<Request>,
+    acks: Arc<std::sync::Mutex<PendingAcks>>,
     next_seq: Arc<AtomicU64>,
     counters: Arc<Counters>,
     dir: PathBuf,
@@ -200,6 +218,7 @@ impl Store {
             .store(file_bytes(store_dir), Ordering::Relaxed);
         let next_seq = Arc::new(AtomicU64::new(contents.next_seq));
         let (requests, receiver) = mpsc::channel();
+        let acks = Arc::new(std::sync::Mutex::new(PendingAcks::default()));
         let thread = writer::spawn(
             connection,
             receiver,
@@ -208,12 +227,14 @@ impl Store {
                 counters: counters.clone(),
                 max_queue_bytes: options.max_queue_bytes,
                 dir: store_dir.to_owned(),
+                acks: acks.clone(),
             },
         )
         .map_err(StoreError::Thread)?;
         Ok(Opened {
             store: Store {
                 requests,
+                acks,
                 next_seq,
                 counters,
                 dir: store_dir.to_owned(),
@@ -293,8 +314,21 @@ impl Store {
 
     /// The broker acknowledged these stored messages: remove them (batched, without waiting).
     pub fn ack(&self, seqs: Vec<u64>) {
-        if !seqs.is_empty() {
-            self.send_later(Request::Ack(seqs));
+        if seqs.is_empty() {
+            return;
+        }
+        let wake = {
+            let mut pending = lock(&self.acks);
+            let before = pending.seqs.len();
+            pending.seqs.extend(seqs);
+            let first = pending.since.is_none();
+            if first {
+                pending.since = Some(std::time::Instant::now());
+            }
+            first || (before < writer::ACK_BATCH && pending.seqs.len() >= writer::ACK_BATCH)
+        };
+        if wake {
+            self.send_later(Request::Acks);
         }
     }
 

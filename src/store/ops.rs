@@ -86,7 +86,7 @@ pub(super) fn apply(
             reply,
         } => answer::answered(reply, load(transaction, shared, from, limit, now_ms, delta)),
         Request::Ledger(request) => super::ledger::apply(transaction, request),
-        Request::Ack(_) | Request::Stop => Ok(answer::done(None)),
+        Request::Acks | Request::Stop => Ok(answer::done(None)),
     }
 }
 
@@ -126,6 +126,43 @@ fn insert_queued(
             message.qos,
             message.expires_at_ms
         ])?;
+    Ok(())
+}
+
+/// Removes acknowledged rows: one statement for every run of consecutive sequence numbers
+/// (acknowledgements come in order, so a batch is mostly one run). Only consecutive numbers
+/// make a run: a number in between that is not in `seqs` may be a row still in flight.
+pub(super) fn remove_acknowledged(
+    transaction: &Transaction<'_>,
+    seqs: &[u64],
+    delta: &mut Delta,
+) -> Result<(), rusqlite::Error> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs = sorted.chunk_by(|a, b| b.checked_sub(*a) == Some(1));
+    runs.try_for_each(|run| match run {
+        [] => Ok(()),
+        [seq] => remove_queued(transaction, *seq, delta),
+        [first, .., last] => remove_range(transaction, *first, *last, delta),
+    })
+}
+
+/// Removes the rows from `first` to `last` (both included).
+fn remove_range(
+    transaction: &Transaction<'_>,
+    first: u64,
+    last: u64,
+    delta: &mut Delta,
+) -> Result<(), rusqlite::Error> {
+    let mut statement = transaction.prepare_cached(
+        "DELETE FROM queue WHERE seq BETWEEN ?1 AND ?2 RETURNING LENGTH(payload)",
+    )?;
+    let mut removed = statement.query(params![first as i64, last as i64])?;
+    while let Some(row) = removed.next()? {
+        delta.queued -= 1;
+        delta.bytes -= row.get::<_, i64>(0)?;
+    }
     Ok(())
 }
 

@@ -23,7 +23,9 @@ pub(crate) enum Request {
         interface: String,
         reply: Reply<()>,
     },
-    Ack(Vec<u64>),
+    /// Acknowledged rows are waiting in the store's shared list ([`super::PendingAcks`]): a
+    /// wake-up, sent when the list starts and when it reaches a batch.
+    Acks,
     DeadLetter(u64),
     Load {
         from: u64,
@@ -59,7 +61,7 @@ impl Request {
             Request::Ledger(request) => request.fail(error),
             Request::PutProperty { reply: None, .. }
             | Request::DeleteProperty { reply: None, .. }
-            | Request::Ack(_)
+            | Request::Acks
             | Request::DeadLetter(_)
             | Request::Stop => {}
         }

@@ -62,11 +62,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Small pages: a commit of a few small rows writes less of the flash.
-const PAGE_SIZE: u32 = 1024;
+/// Small pages: a commit of a few small rows writes less of the flash (every page a commit
+/// changes is written whole to the WAL). SQLite's smallest; a database created by an earlier
+/// agent (1024-byte pages) keeps its pages: in WAL mode the page size is fixed at creation.
+const PAGE_SIZE: u32 = 512;
 
 /// SQLite's page cache, in KiB (negative values of `cache_size` are KiB).
 const CACHE_KIB: i64 = -256;
+
+/// WAL pages written before a checkpoint copies them into the database (SQLite's default:
+/// about 0.5 MiB of WAL with 512-byte pages).
+const WAL_CHECKPOINT_PAGES: i64 = 1000;
+
+/// Bytes the WAL is cut back to after a checkpoint: more than it reaches between two
+/// checkpoints, so that it is never cut in normal running, only after a large transaction.
+const WAL_SIZE_LIMIT: i64 = 2 * 1024 * 1024;
+
+/// How long (ms) opening waits for a lock held by a closing connection.
+const BUSY_TIMEOUT_MS: i64 = 5000;
 
 /// What the database holds when it is opened.
 pub(super) struct Contents {
@@ -123,7 +136,18 @@ fn open_checked(path: &Path) -> Result<(Connection, bool), rusqlite::Error> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     set_private_mode(path);
+    // A connection of this process that is closing (a store being reopened) still holds the
+    // lock for a moment: wait for it rather than fail.
+    // (The pragma, not `Connection::busy_timeout`: that one needs SQLite 3.44's client data,
+    // and the system's library may be older.)
+    connection.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)?;
     connection.pragma_update(None, "page_size", PAGE_SIZE)?;
+    // The writer's connection is the only one: it keeps the lock from its first read on, so
+    // no transaction takes or releases file locks, and the WAL index lives in the heap
+    // instead of a shared-memory file (`agent.db-shm`, mapped). Set before the journal mode
+    // (which reads the database). Other processes can open the database once the agent has
+    // stopped.
+    connection.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     let mode: String =
         connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -132,6 +156,13 @@ fn open_checked(path: &Path) -> Result<(Connection, bool), rusqlite::Error> {
     connection.pragma_update(None, "synchronous", "FULL")?;
     // A small page cache: the store is written far more than it is read.
     connection.pragma_update(None, "cache_size", CACHE_KIB)?;
+    // No memory-mapped reads (the page cache above is enough for a queue read in order).
+    connection.pragma_update(None, "mmap_size", 0)?;
+    // The WAL is checkpointed at SQLite's default size (1000 pages, about 1 MiB) and kept at
+    // that size afterwards: later commits overwrite it from its start, which syncs no
+    // file-size change. One grown by a large transaction is cut back to this limit.
+    connection.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     let check: String = connection.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
     if check != "ok" {
         return Err(rusqlite::Error::SqliteFailure(

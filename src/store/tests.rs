@@ -149,6 +149,8 @@ async fn a_dead_letter_leaves_the_queue_and_is_kept() {
     opened.store.dead_letter(seq);
     let opened = reopen(opened);
     assert_eq!(opened.backlog, None);
+    // The store holds the database's lock while it is open.
+    opened.store.close().unwrap();
     let dead: i64 = Connection::open(dir.path().join(DATABASE_FILE))
         .unwrap()
         .query_row("SELECT COUNT(*) FROM dead_letters", [], |row| row.get(0))
@@ -352,4 +354,41 @@ fn a_row_at_the_largest_sequence_number_is_moved_aside_without_a_panic() {
         })
         .count();
     assert_eq!(aside, 1);
+}
+
+#[tokio::test]
+async fn acknowledged_runs_are_removed_and_a_row_between_them_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = open(dir.path());
+    let mut seqs = Vec::new();
+    for n in 0..6 {
+        seqs.push(opened.store.append(message(n)).await.unwrap());
+    }
+    // Out of order, repeated, and without seqs[3] (still in flight).
+    opened
+        .store
+        .ack(vec![seqs[5], seqs[0], seqs[1], seqs[4], seqs[2], seqs[1]]);
+    let opened = reopen(opened);
+    assert_eq!(opened.backlog, Some((seqs[3], seqs[3])));
+    assert_eq!(opened.store.counters().queued.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        opened.store.counters().queued_bytes.load(Ordering::Relaxed),
+        10
+    );
+}
+
+#[tokio::test]
+async fn a_lone_acknowledgement_is_written_after_the_delay_without_other_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = open(dir.path());
+    let seq = opened.store.append(message(1)).await.unwrap();
+    opened.store.ack(vec![seq]);
+    let counters = opened.store.counters();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while counters.queued.load(Ordering::Relaxed) > 0 {
+        assert!(std::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let opened = reopen(opened);
+    assert_eq!(opened.backlog, None);
 }

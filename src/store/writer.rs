@@ -14,20 +14,25 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::answer::{Aborted, Pending};
-use super::ops::{Delta, apply, remove_queued};
-use super::{Counters, Request, StoreError};
+use super::ops::{Delta, apply, remove_acknowledged};
+use super::{Counters, PendingAcks, Request, StoreError, lock};
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Acknowledgements collected before they are written on their own.
-const ACK_BATCH: usize = 256;
+pub(super) const ACK_BATCH: usize = 256;
 /// Longest wait before collected acknowledgements are written on their own.
-const ACK_DELAY: Duration = Duration::from_millis(500);
-/// After a request that must be durable arrives, more requests are awaited while they keep
-/// coming at most this far apart, so concurrent callers share one commit and one fsync...
-const GATHER_GAP: Duration = Duration::from_micros(300);
+pub(super) const ACK_DELAY: Duration = Duration::from_millis(500);
+/// After a request that must be durable arrives, the writer sleeps this long while more
+/// requests keep arriving, and takes them all, so concurrent callers share one commit and one
+/// fsync. Sleeping (rather than waiting on the channel) costs one wake-up per step instead of
+/// one per request: callers do not wake a writer that sleeps...
+const GATHER_STEP: Duration = Duration::from_micros(250);
 /// ...for at most this long in all.
 const GATHER_MAX: Duration = Duration::from_millis(2);
+/// The writer's stack: SQLite's deepest statements here (inserts, range deletes, the
+/// migrations) use a few tens of KiB.
+const WRITER_STACK: usize = 256 * 1024;
 /// How often the size of the database files is read again.
 const SIZE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -36,6 +41,8 @@ pub(super) struct Shared {
     pub counters: Arc<Counters>,
     pub max_queue_bytes: u64,
     pub dir: PathBuf,
+    /// Acknowledged rows not yet removed (filled by `Store::ack`).
+    pub acks: Arc<std::sync::Mutex<PendingAcks>>,
 }
 
 pub(super) fn spawn(
@@ -47,22 +54,17 @@ pub(super) fn spawn(
         connection,
         receiver,
         shared,
-        acks: Vec::new(),
-        acks_since: None,
         failing: false,
         synchronous_full: true,
         sized_at: Instant::now(),
     };
-    crate::tasks::spawn_thread("store-writer", move || writer.run())
+    crate::tasks::spawn_thread_with_stack("store-writer", WRITER_STACK, move || writer.run())
 }
 
 struct Writer {
     connection: Connection,
     receiver: Receiver<Request>,
     shared: Shared,
-    /// Acknowledged rows not yet removed.
-    acks: Vec<u64>,
-    acks_since: Option<Instant>,
     /// The last transaction failed: an episode is under way (logged once).
     failing: bool,
     synchronous_full: bool,
@@ -73,7 +75,8 @@ struct Writer {
 impl Writer {
     fn run(mut self) {
         loop {
-            let first = match self.acks_since {
+            let acks_since = lock(&self.shared.acks).since;
+            let first = match acks_since {
                 None => match self.receiver.recv() {
                     Ok(request) => Some(request),
                     Err(_) => break,
@@ -94,7 +97,7 @@ impl Writer {
             let mut next = first;
             loop {
                 match next {
-                    Some(Request::Ack(seqs)) => self.acks.extend(seqs),
+                    Some(Request::Acks) => {}
                     Some(Request::Stop) => stop = true,
                     Some(other) => {
                         durable |= is_durable(&other);
@@ -108,7 +111,8 @@ impl Writer {
                 next = match self.receiver.try_recv() {
                     Ok(request) => Some(request),
                     Err(_) if durable && started.elapsed() < GATHER_MAX => {
-                        match self.receiver.recv_timeout(GATHER_GAP) {
+                        std::thread::sleep(GATHER_STEP);
+                        match self.receiver.try_recv() {
                             Ok(request) => Some(request),
                             Err(_) => break,
                         }
@@ -116,22 +120,23 @@ impl Writer {
                     Err(_) => break,
                 };
             }
-            let acks_due = stop
-                || self.acks.len() >= ACK_BATCH
-                || self
-                    .acks_since
-                    .is_some_and(|since| since.elapsed() >= ACK_DELAY);
-            if !work.is_empty() || (acks_due && !self.acks.is_empty()) {
+            let (acks_due, has_acks) = {
+                let pending = lock(&self.shared.acks);
+                let due = stop
+                    || pending.seqs.len() >= ACK_BATCH
+                    || pending
+                        .since
+                        .is_some_and(|since| since.elapsed() >= ACK_DELAY);
+                (due, !pending.seqs.is_empty())
+            };
+            if !work.is_empty() || (acks_due && has_acks) {
                 self.commit(work, acks_due);
-            }
-            if !self.acks.is_empty() && self.acks_since.is_none() {
-                self.acks_since = Some(Instant::now());
             }
             if stop {
                 break;
             }
         }
-        if !self.acks.is_empty() {
+        if !lock(&self.shared.acks).seqs.is_empty() {
             self.commit(Vec::new(), true);
         }
         tracing::debug!("store writer stopped");
@@ -144,8 +149,9 @@ impl Writer {
         let durable = work.iter().any(is_durable);
         self.set_synchronous(durable);
         let acks = if with_acks {
-            self.acks_since = None;
-            std::mem::take(&mut self.acks)
+            let mut pending = lock(&self.shared.acks);
+            pending.since = None;
+            std::mem::take(&mut pending.seqs)
         } else {
             Vec::new()
         };
@@ -180,8 +186,9 @@ impl Writer {
                 }
                 // Acknowledged rows are removed with a later transaction.
                 if !acks.is_empty() {
-                    self.acks.extend(acks);
-                    self.acks_since = Some(Instant::now());
+                    let mut pending = lock(&self.shared.acks);
+                    pending.seqs.extend(acks);
+                    pending.since = Some(Instant::now());
                 }
                 failed.answer_all();
             }
@@ -212,10 +219,8 @@ impl Writer {
                 }
             }
         }
-        let finished = acks
-            .iter()
-            .try_for_each(|&seq| remove_queued(&transaction, seq, delta))
-            .and_then(|()| transaction.commit());
+        let finished =
+            remove_acknowledged(&transaction, acks, delta).and_then(|()| transaction.commit());
         match finished {
             Ok(()) => Ok(answers),
             Err(error) => Err(Box::new(Failed {
@@ -246,7 +251,7 @@ fn is_durable(request: &Request) -> bool {
             reply.is_some()
         }
         Request::Ledger(request) => request.is_durable(),
-        Request::Ack(_) | Request::DeadLetter(_) | Request::Load { .. } | Request::Stop => false,
+        Request::Acks | Request::DeadLetter(_) | Request::Load { .. } | Request::Stop => false,
     }
 }
 

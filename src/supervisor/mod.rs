@@ -171,8 +171,14 @@ impl Agent {
         let bus = serve_on_dbus(config.bus, service, CommandsService::new(handle)).await?;
         let (provisioner, roots) = provisioner(&config, &device_id, tokens).await?;
 
-        let network =
-            NetworkThread::start().map_err(|error| StartError::Thread("network", error))?;
+        // A thread of its own where a handshake may wait for the TPM, or where a second CPU
+        // can run it (network_thread.rs).
+        let in_tpm = matches!(
+            config.credentials,
+            crate::credentials::BackendKind::Tpm { .. }
+        );
+        let network = NetworkThread::for_backend(in_tpm)
+            .map_err(|error| StartError::Thread("network", error))?;
         let spawner = Spawner::new(CancellationToken::new());
         let (events_tx, signals) = mpsc::channel(SIGNAL_QUEUE);
         let (router, confirmations) = Router::new(ServerEvents::new(events_tx), routes);

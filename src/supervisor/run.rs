@@ -48,6 +48,10 @@ impl Agent {
                 crate::notify::feed_watchdog(interval, cancel)
             }));
         }
+        tasks.push(spawner.spawn("trim-memory", {
+            let state = state.clone();
+            move |cancel| crate::memory::trim_once_connected(state, cancel)
+        }));
         tasks.push(spawner.spawn("dbus-signals", {
             let (bus, registry, api) = (bus.clone(), registry.subscribe(), api.clone());
             move |cancel| dbus::signals::forward(bus, signals, state, registry, api, cancel)

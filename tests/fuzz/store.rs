@@ -14,7 +14,7 @@ use crate::{driver, mutate};
 const DB: &str = "agent.db";
 const WAL: &str = "agent.db-wal";
 /// The store's page size (src/store/schema.rs).
-const PAGE: usize = 1024;
+const PAGE: usize = 512;
 
 fn assert_typed(error: &StoreError) {
     match error {
