@@ -179,7 +179,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn run(&mut self, cancel: &CancellationToken) -> SessionEnd {
+    pub(super) async fn run(&mut self, cancel: &CancellationToken) -> SessionEnd {
         // Sessions never overlap: this one owns the confirmations while it runs.
         let mut confirmations = self.context.confirmations.lock().await;
         loop {
@@ -197,11 +197,7 @@ impl<'a> Session<'a> {
                     None if cancel.is_cancelled() => return SessionEnd::Shutdown,
                     None => return SessionEnd::Failed,
                 },
-                Some(receipt) = confirmations.recv() => {
-                    if let Some(publish) = self.pending_acks.remove(&receipt) {
-                        self.acknowledge(&publish);
-                    }
-                }
+                Some(receipt) = confirmations.recv() => self.on_confirmed(receipt),
                 _ = self.context.queue.changed(), if can_feed => {}
                 changed = self.registry.changed() => {
                     if changed.is_ok() {
@@ -234,6 +230,13 @@ impl<'a> Session<'a> {
             },
         }
         None
+    }
+
+    /// A feature has a message from Astarte safe (`receipt`): the broker may forget it.
+    pub(super) fn on_confirmed(&mut self, receipt: u64) {
+        if let Some(publish) = self.pending_acks.remove(&receipt) {
+            self.acknowledge(&publish);
+        }
     }
 
     fn on_lost(&mut self, reason: LostReason) -> Option<SessionEnd> {
@@ -324,7 +327,7 @@ impl<'a> Session<'a> {
     /// Flushes what can be flushed within [`FLUSH_TIMEOUT`], disconnects, and requeues the rest.
     /// Returns whether the broker's session may be resumed by a later process: synced, and
     /// nothing left half-done.
-    async fn close(mut self, driver: Task) -> bool {
+    pub(super) async fn close(mut self, driver: Task) -> bool {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         while self.phase.is_ready()
             && (self.tracker.outstanding() > 0 || !self.context.queue.is_empty())
