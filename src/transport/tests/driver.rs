@@ -22,18 +22,40 @@ async fn broker(clean_session: bool) -> (TcpListener, MqttOptions) {
     (listener, options)
 }
 
+/// Reads one MQTT packet: its first byte (type and flags) and its body.
+async fn read_packet(socket: &mut TcpStream) -> (u8, Vec<u8>) {
+    let kind = socket.read_u8().await.unwrap();
+    let (mut length, mut shift) = (0, 0);
+    loop {
+        let byte = socket.read_u8().await.unwrap();
+        length |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    let mut body = vec![0; length];
+    socket.read_exact(&mut body).await.unwrap();
+    (kind, body)
+}
+
 /// Accepts a connection and reads its CONNECT; returns whether it asks for a clean session.
 async fn accept(listener: &TcpListener) -> (TcpStream, bool) {
     let (mut socket, _) = listener.accept().await.unwrap();
-    let mut header = [0; 2];
-    socket.read_exact(&mut header).await.unwrap();
-    assert_eq!(header[0], 0x10, "CONNECT");
-    assert!(header[1] < 128, "a short CONNECT");
-    let mut body = vec![0; usize::from(header[1])];
-    socket.read_exact(&mut body).await.unwrap();
+    let (kind, body) = read_packet(&mut socket).await;
+    assert_eq!(kind, 0x10, "CONNECT");
     // Protocol name (2 + 4 bytes), level, then the connect flags.
     let clean = body[7] & 0x02 != 0;
     (socket, clean)
+}
+
+/// Reads a QoS 1 PUBLISH; returns its packet id and the last byte of its payload.
+async fn read_publish(socket: &mut TcpStream) -> (u16, u8) {
+    let (kind, body) = read_packet(socket).await;
+    assert_eq!(kind & 0xf0, 0x30, "PUBLISH");
+    let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let pkid = u16::from_be_bytes([body[2 + topic], body[3 + topic]]);
+    (pkid, body[body.len() - 1])
 }
 
 async fn connack(socket: &mut TcpStream, session_present: bool) {
@@ -60,7 +82,7 @@ struct Driving {
 
 fn start(options: MqttOptions) -> Driving {
     let (client, eventloop) = AsyncClient::new(options, 10);
-    let (events_tx, events) = mpsc::channel(8);
+    let (events_tx, events) = mpsc::channel(64);
     let (link, stop) = (Link::default(), CancellationToken::new());
     let task = tokio::spawn(drive(eventloop, events_tx, link.clone(), stop.clone()));
     Driving {
@@ -152,6 +174,68 @@ async fn the_driver_ends_once_its_disconnect_is_written() {
         ),
         "{reported:?}"
     );
+}
+
+impl Driving {
+    /// Skips events until one matches.
+    async fn until(&mut self, wanted: impl Fn(&DriverEvent) -> bool) {
+        loop {
+            let event = within(self.events.recv()).await.unwrap();
+            if wanted(&event) {
+                return;
+            }
+        }
+    }
+
+    fn publish(&self, tag: u8) {
+        let topic = format!("{BASE}/{SENSOR}/a/value");
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, vec![tag])
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_publish_parked_behind_a_packet_id_in_use_is_dropped_with_a_lost_broker_session() {
+    let (listener, mut options) = broker(false).await;
+    options.set_inflight(2);
+    let mut driving = start(options);
+    let (mut socket, _) = within(accept(&listener)).await;
+    connack(&mut socket, true).await;
+    driving
+        .until(|event| matches!(event, DriverEvent::Connected { .. }))
+        .await;
+    for tag in 1..=3 {
+        driving.publish(tag);
+    }
+    assert_eq!(within(read_publish(&mut socket)).await, (1, 1));
+    assert_eq!(within(read_publish(&mut socket)).await, (2, 2));
+    // Only 2 is acknowledged: 3 gets packet id 1 again, still in use, and is parked.
+    socket.write_all(&[0x40, 0x02, 0x00, 0x02]).await.unwrap();
+    driving
+        .until(|event| {
+            matches!(
+                event,
+                DriverEvent::Mqtt(Event::Outgoing(Outgoing::AwaitAck(1)))
+            )
+        })
+        .await;
+
+    drop(socket);
+    let (mut socket, _) = within(accept(&listener)).await;
+    connack(&mut socket, false).await;
+    driving
+        .until(|event| matches!(event, DriverEvent::Connected { .. }))
+        .await;
+    driving.publish(4);
+
+    let (_, tag) = within(read_publish(&mut socket)).await;
+    assert_eq!(
+        tag, 4,
+        "rumqttc takes requests again (the session requeues 1 and 3)"
+    );
+    driving.stop.cancel();
+    within(driving.task).await.unwrap().unwrap();
 }
 
 /// A TLS failure as rustls reports it through tokio-rustls and rumqttc.
