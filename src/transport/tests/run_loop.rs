@@ -258,7 +258,10 @@ async fn a_session_stopped_before_it_ever_connected_leaves_nothing_to_resume() {
         cancel.cancel();
     };
 
-    let (end, ()) = tokio::join!(session::run(&rig.context, endpoint, &cancel), script);
+    let running = async { tokio::join!(session::run(&rig.context, endpoint, &cancel), script) };
+    let (end, ()) = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the session is stuck");
 
     assert_eq!(end, SessionEnd::Shutdown);
     assert!(!rig.dir.path().join(FILE_NAME).exists());
