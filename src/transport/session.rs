@@ -98,16 +98,7 @@ pub async fn run(
         endpoint.port
     );
     let resume = endpoint.resume.take(&identity).await;
-    let mut options = MqttOptions::new(context.topics.base(), endpoint.host.clone(), endpoint.port);
-    options
-        .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(!resume)
-        .set_manual_acks(true)
-        .set_inflight(100)
-        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-        .set_transport(Transport::Tls(TlsConfiguration::Rustls(
-            endpoint.tls.clone(),
-        )));
+    let options = mqtt_options(context.topics.base(), &endpoint, resume);
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
     eventloop
         .network_options
@@ -130,6 +121,22 @@ pub async fn run(
         endpoint.resume.save(&identity).await;
     }
     end
+}
+
+/// How the session connects to `endpoint` as `client_id`. The first connection starts a
+/// clean broker session unless `resume`: the previous process left it synced and flushed.
+pub(super) fn mqtt_options(client_id: &str, endpoint: &Endpoint, resume: bool) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
+    options
+        .set_keep_alive(KEEP_ALIVE)
+        .set_clean_session(!resume)
+        .set_manual_acks(true)
+        .set_inflight(100)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+        .set_transport(Transport::Tls(TlsConfiguration::Rustls(
+            endpoint.tls.clone(),
+        )));
+    options
 }
 
 pub(super) struct Session<'a> {

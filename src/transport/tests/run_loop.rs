@@ -236,22 +236,35 @@ async fn a_stop_while_down_neither_waits_nor_disconnects_and_may_not_be_resumed(
     assert!(started.elapsed() < FLUSH_TIMEOUT, "{:?}", started.elapsed());
 }
 
-#[tokio::test]
-async fn a_session_stopped_before_it_ever_connected_leaves_nothing_to_resume() {
-    let rig = Rig::new();
-    // A port nobody listens on: every connection attempt is refused at once.
+/// A local port nobody listens on: every connection attempt is refused at once.
+fn nowhere(rig: &Rig) -> Endpoint {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let tls = crate::tls::http_config(Arc::new(rustls::RootCertStore::empty())).unwrap();
-    let endpoint = Endpoint {
+    Endpoint {
         host: "127.0.0.1".into(),
         port,
         tls: Arc::new(tls),
         resume: ResumeRecord::in_dir(rig.dir.path()),
-    };
+    }
+}
+
+#[test]
+fn a_first_connection_starts_a_clean_broker_session_unless_the_previous_one_may_be_resumed() {
+    let endpoint = nowhere(&Rig::new());
+
+    let clean = |resume| session::mqtt_options(BASE, &endpoint, resume).clean_session();
+
+    assert_eq!((clean(false), clean(true)), (true, false));
+}
+
+#[tokio::test]
+async fn a_session_stopped_before_it_ever_connected_leaves_nothing_to_resume() {
+    let rig = Rig::new();
+    let endpoint = nowhere(&rig);
     let cancel = CancellationToken::new();
     let script = async {
         rig.until_state(AgentState::Disconnected).await;
