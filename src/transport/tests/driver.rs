@@ -67,7 +67,7 @@ async fn connack(socket: &mut TcpStream, session_present: bool) {
 
 /// Fails instead of hanging.
 async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), future)
+    tokio::time::timeout(Duration::from_secs(10), future)
         .await
         .expect("the driver is stuck")
 }

@@ -272,7 +272,7 @@ async fn a_session_stopped_before_it_ever_connected_leaves_nothing_to_resume() {
     };
 
     let running = async { tokio::join!(session::run(&rig.context, endpoint, &cancel), script) };
-    let (end, ()) = tokio::time::timeout(Duration::from_secs(30), running)
+    let (end, ()) = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the session is stuck");
 
