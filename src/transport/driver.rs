@@ -43,7 +43,7 @@ impl Link {
         self.0.generation.load(Ordering::Acquire)
     }
 
-    fn set(&self, generation: u64) {
+    pub(super) fn set(&self, generation: u64) {
         self.0.generation.store(generation, Ordering::Release);
     }
 
@@ -52,7 +52,7 @@ impl Link {
         self.0.clean_next.store(true, Ordering::Release);
     }
 
-    fn take_clean_request(&self) -> bool {
+    pub(super) fn take_clean_request(&self) -> bool {
         self.0.clean_next.swap(false, Ordering::AcqRel)
     }
 }

@@ -9,4 +9,6 @@ mod poison;
 pub mod receive;
 pub mod resume;
 pub mod session;
+#[cfg(test)]
+mod tests;
 pub mod tracker;

@@ -102,16 +102,7 @@ pub async fn run(
         endpoint.port
     );
     let resume = endpoint.resume.take(&identity).await;
-    let mut options = MqttOptions::new(context.topics.base(), endpoint.host.clone(), endpoint.port);
-    options
-        .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(resume == Resume::Clean)
-        .set_manual_acks(true)
-        .set_inflight(MAX_INFLIGHT)
-        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-        .set_transport(Transport::Tls(TlsConfiguration::Rustls(
-            endpoint.tls.clone(),
-        )));
+    let options = mqtt_options(context.topics.base(), &endpoint, resume);
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
     eventloop
         .network_options
@@ -154,6 +145,22 @@ pub async fn run(
 /// ones not acknowledged yet are sent again with new ids (at least once, never lost).
 fn release_every_packet_id() -> impl Iterator<Item = Request> {
     (1..=MAX_INFLIGHT).map(|pkid| Request::PubRel(PubRel::new(pkid)))
+}
+
+/// How the session connects to `endpoint` as `client_id`. The first connection starts a
+/// clean broker session unless `resume` says the previous run's session is to be resumed.
+pub(super) fn mqtt_options(client_id: &str, endpoint: &Endpoint, resume: Resume) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
+    options
+        .set_keep_alive(KEEP_ALIVE)
+        .set_clean_session(resume == Resume::Clean)
+        .set_manual_acks(true)
+        .set_inflight(MAX_INFLIGHT)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+        .set_transport(Transport::Tls(TlsConfiguration::Rustls(
+            endpoint.tls.clone(),
+        )));
+    options
 }
 
 pub(super) struct Session<'a> {
@@ -208,7 +215,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn run(&mut self, cancel: &CancellationToken) -> SessionEnd {
+    pub(super) async fn run(&mut self, cancel: &CancellationToken) -> SessionEnd {
         // Sessions never overlap: this one owns the confirmations while it runs.
         let mut confirmations = self.context.confirmations.lock().await;
         loop {
@@ -226,11 +233,7 @@ impl<'a> Session<'a> {
                     None if cancel.is_cancelled() => return SessionEnd::Shutdown,
                     None => return SessionEnd::Failed,
                 },
-                Some(receipt) = confirmations.recv() => {
-                    if let Some(publish) = self.pending_acks.remove(&receipt) {
-                        self.acknowledge(&publish);
-                    }
-                }
+                Some(receipt) = confirmations.recv() => self.on_confirmed(receipt),
                 _ = self.context.queue.changed(), if can_feed => {}
                 changed = self.registry.changed() => {
                     if changed.is_ok() {
@@ -263,6 +266,13 @@ impl<'a> Session<'a> {
             },
         }
         None
+    }
+
+    /// A feature has a message from Astarte safe (`receipt`): the broker may forget it.
+    pub(super) fn on_confirmed(&mut self, receipt: u64) {
+        if let Some(publish) = self.pending_acks.remove(&receipt) {
+            self.acknowledge(&publish);
+        }
     }
 
     fn on_lost(&mut self, reason: LostReason) -> Option<SessionEnd> {
@@ -353,7 +363,7 @@ impl<'a> Session<'a> {
     /// Flushes what can be flushed within [`FLUSH_TIMEOUT`], disconnects, and requeues the rest.
     /// Returns whether the broker's session may be resumed by a later process: synced, and
     /// nothing left half-done.
-    async fn close(mut self, driver: Task) -> bool {
+    pub(super) async fn close(mut self, driver: Task) -> bool {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         while self.phase.is_ready()
             && (self.tracker.outstanding() > 0 || !self.context.queue.is_empty())
