@@ -28,6 +28,8 @@ mod common;
 mod cut;
 #[path = "soak/data.rs"]
 mod data;
+#[path = "soak/drain.rs"]
+mod drain;
 #[allow(dead_code)]
 #[path = "soak/faults.rs"]
 mod faults;
@@ -36,7 +38,7 @@ mod properties;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{DEVICE_DATASTREAM, DeviceProxy, TestEnv};
 use tokio_util::sync::CancellationToken;
@@ -190,30 +192,15 @@ async fn after_every_power_cut_nothing_accepted_is_lost_and_no_command_runs_twic
     stop_clients.cancel();
     let stats = data_client.await.expect("data client");
 
-    let drain_end = Instant::now() + DRAIN;
-    let delivered = || {
-        let c = collected.lock().expect("collected");
-        let has = |name: &str, stream: &data::Stream| {
-            let seen: std::collections::HashSet<i32> =
-                c.stored.get(name).into_iter().flatten().copied().collect();
-            stream.accepted.iter().all(|v| seen.contains(v))
-        };
-        has("stored", &stats.stored) && has("stored object", &stats.stored_object)
-    };
-    let _ = tokio::time::timeout(DRAIN, async {
-        while !delivered() && arrivals.changed().await.is_ok() {}
-    })
+    let command_stats = drain::drain(
+        DRAIN,
+        &stats,
+        &collected,
+        &mut arrivals,
+        commands_client,
+        &drained,
+    )
     .await;
-    let mut commands_client = commands_client;
-    let left = drain_end.saturating_duration_since(Instant::now());
-    let command_stats = match tokio::time::timeout(left, &mut commands_client).await {
-        Ok(stats) => stats,
-        Err(_) => {
-            drained.cancel();
-            commands_client.await
-        }
-    }
-    .expect("commands client");
 
     let proxy = uncached_proxy(rig.env).await;
     // Whatever the agent still sends of its properties has arrived before they are compared.
@@ -314,22 +301,7 @@ async fn after_every_power_cut_nothing_accepted_is_lost_and_no_command_runs_twic
         stats.stored_object.accepted.len(),
         stats.stored_object.uncertain.len()
     );
-    checks::print(&rows);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.pass)
-        .map(|r| r.name.as_str())
-        .collect();
-    if !failed.is_empty() {
-        for path in &launcher.logs {
-            eprintln!("==== {}", path.display());
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
+    let failed = checks::report(&rows, &launcher.logs);
     assert!(
         failed.is_empty(),
         "power-cut checks failed: {failed:?} (POWER_CUT_SEED={})",

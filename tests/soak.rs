@@ -18,6 +18,8 @@ mod commands;
 mod common;
 #[path = "soak/data.rs"]
 mod data;
+#[path = "soak/drain.rs"]
+mod drain;
 #[path = "soak/faults.rs"]
 mod faults;
 
@@ -221,31 +223,15 @@ async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promis
     stop_clients.cancel();
     let stats = data_client.await.expect("data client");
 
-    // Drain: wait for every accepted stored message and every command's final result.
-    let drain_end = Instant::now() + DRAIN;
-    let delivered = || {
-        let c = collected.lock().expect("collected");
-        let has = |name: &str, stream: &data::Stream| {
-            let seen: std::collections::HashSet<i32> =
-                c.stored.get(name).into_iter().flatten().copied().collect();
-            stream.accepted.iter().all(|v| seen.contains(v))
-        };
-        has("stored", &stats.stored) && has("stored object", &stats.stored_object)
-    };
-    let _ = tokio::time::timeout(DRAIN, async {
-        while !delivered() && arrivals.changed().await.is_ok() {}
-    })
+    let command_stats = drain::drain(
+        DRAIN,
+        &stats,
+        &collected,
+        &mut arrivals,
+        commands_client,
+        &drained,
+    )
     .await;
-    let mut commands_client = commands_client;
-    let left = drain_end.saturating_duration_since(Instant::now());
-    let command_stats = match tokio::time::timeout(left, &mut commands_client).await {
-        Ok(stats) => stats,
-        Err(_) => {
-            drained.cancel();
-            commands_client.await
-        }
-    }
-    .expect("commands client");
     stop_sampling.cancel();
     sampler.await.expect("sampler");
 
@@ -343,22 +329,7 @@ async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promis
         command_stats.sent.len(),
         command_stats.resends()
     );
-    checks::print(&rows);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.pass)
-        .map(|r| r.name.as_str())
-        .collect();
-    if !failed.is_empty() {
-        for path in &launcher.logs {
-            eprintln!("==== {}", path.display());
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
+    let failed = checks::report(&rows, &launcher.logs);
     assert!(
         failed.is_empty(),
         "soak checks failed: {failed:?} (SOAK_SEED={})",

@@ -283,3 +283,25 @@ pub fn print(rows: &[Row]) {
         println!("{verdict:<4}  {:<48}  {}", row.name, row.figures);
     }
 }
+
+/// Prints the rows; when any failed, the end of each agent log too. Returns the names of
+/// the failed checks.
+pub fn report<'a>(rows: &'a [Row], logs: &[PathBuf]) -> Vec<&'a str> {
+    print(rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|row| !row.pass)
+        .map(|row| row.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        for path in logs {
+            eprintln!("==== {}", path.display());
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+    failed
+}
