@@ -226,6 +226,7 @@ async fn a_message_the_broker_keeps_refusing_is_set_aside_and_the_queue_goes_on(
     send_ints(&proxy, STORED, [7]).await;
     let after = observed(&mut observer, &env.topic(DEVICE_DATASTREAM, STORED)).await;
     assert_eq!(int_value(&after), 7);
+    // Order holds across the refusals: 7 only goes once the refused message is set aside.
     assert!(agent.log().contains("dead_letters"), "{}", agent.log());
     // The running agent holds the database's lock (locking_mode EXCLUSIVE): read it after.
     assert!(agent.stop().await.success());

@@ -10,6 +10,7 @@ use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet, StateError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::replay::WriteOrder;
 use crate::backoff::Backoff;
 
 /// What the driver reports to the session logic.
@@ -90,6 +91,7 @@ pub async fn drive(
         backoff: Backoff::new(RECONNECT_BASE, RECONNECT_MAX),
         generation: 0,
         connected_at: None,
+        write_order: WriteOrder::default(),
     };
     while let Some(polled) = driver.poll(&stop).await {
         let keep_going = match polled {
@@ -112,6 +114,8 @@ struct Driver {
     backoff: Backoff,
     generation: u64,
     connected_at: Option<Instant>,
+    /// The order rumqttc's replay after a lost connection must keep (see replay.rs).
+    write_order: WriteOrder,
 }
 
 impl Driver {
@@ -134,6 +138,7 @@ impl Driver {
             // outlives this connection and this process (see resume.rs).
             Event::Incoming(Packet::ConnAck(_)) if self.eventloop.mqtt_options.clean_session() => {
                 self.eventloop.clean();
+                self.write_order.forget();
                 self.eventloop.mqtt_options.set_clean_session(false);
                 tracing::debug!("broker session wiped; reconnecting to start a lasting one");
                 return true;
@@ -146,6 +151,7 @@ impl Driver {
                     // rumqttc keeps a parked publish across a lost session; the session logic
                     // requeues it, so drop it here or rumqttc would stop taking requests.
                     self.eventloop.state.collision = None;
+                    self.write_order.forget();
                 }
                 DriverEvent::Connected {
                     generation: self.generation,
@@ -153,6 +159,7 @@ impl Driver {
                 }
             }
             event => {
+                self.write_order.note(&event);
                 let disconnected = matches!(event, Event::Outgoing(Outgoing::Disconnect));
                 return self.events.send(DriverEvent::Mqtt(event)).await.is_ok() && !disconnected;
             }
@@ -164,6 +171,9 @@ impl Driver {
     /// driver should stop.
     async fn on_error(&mut self, error: ConnectionError, stop: &CancellationToken) -> bool {
         self.link.set(0);
+        let eventloop = &mut self.eventloop;
+        self.write_order
+            .restore(&mut eventloop.pending, &eventloop.state.events);
         if matches!(
             error,
             ConnectionError::MqttState(StateError::Unsolicited(_))

@@ -7,6 +7,7 @@ mod incoming;
 mod phase;
 mod poison;
 pub mod receive;
+mod replay;
 pub mod resume;
 pub mod session;
 #[cfg(test)]

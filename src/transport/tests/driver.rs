@@ -238,6 +238,47 @@ async fn a_publish_parked_behind_a_packet_id_in_use_is_dropped_with_a_lost_broke
     within(driving.task).await.unwrap().unwrap();
 }
 
+#[tokio::test]
+async fn a_replay_cut_short_is_replayed_next_time_in_the_original_order() {
+    let (listener, mut options) = broker(false).await;
+    // rumqttc waits this long before each replayed request: the test drops the connection
+    // between two of them.
+    options.set_pending_throttle(Duration::from_millis(500));
+    let mut driving = start(options);
+    let (mut socket, _) = within(accept(&listener)).await;
+    connack(&mut socket, true).await;
+    driving
+        .until(|event| matches!(event, DriverEvent::Connected { .. }))
+        .await;
+    for tag in 1..=3 {
+        driving.publish(tag);
+    }
+    for tag in 1..=3 {
+        assert_eq!(
+            within(read_publish(&mut socket)).await,
+            (u16::from(tag), tag)
+        );
+    }
+    drop(socket);
+
+    // The broker takes the first replayed message and drops the connection again (Astarte
+    // does on a message it refuses): 2 and 3 were not replayed yet.
+    let (mut socket, _) = within(accept(&listener)).await;
+    connack(&mut socket, true).await;
+    assert_eq!(within(read_publish(&mut socket)).await, (1, 1));
+    drop(socket);
+
+    let (mut socket, _) = within(accept(&listener)).await;
+    connack(&mut socket, true).await;
+    let mut replayed = Vec::new();
+    for _ in 1..=3 {
+        replayed.push(within(read_publish(&mut socket)).await);
+    }
+    assert_eq!(replayed, [(1, 1), (2, 2), (3, 3)]);
+    driving.stop.cancel();
+    within(driving.task).await.unwrap().unwrap();
+}
+
 /// A TLS failure as rustls reports it through tokio-rustls and rumqttc.
 fn tls_failure(error: rustls::Error) -> ConnectionError {
     let io = std::io::Error::new(std::io::ErrorKind::InvalidData, error);

@@ -18,13 +18,15 @@ fn secret() -> CredentialsSecret {
     CredentialsSecret::parse(SECRET).unwrap()
 }
 
-/// A swtpm with its own state and a backend using it, in a fresh temp folder.
+/// A swtpm with its own state and a backend using it, in a fresh temp folder. Fields drop in
+/// this order: the backend (its last TPM commands), then swtpm (killed and reaped), then the
+/// folder; a folder removed under a running swtpm gets its state file written back.
 struct Rig {
-    _root: TempDir,
+    backend: TpmBackend,
+    swtpm: Swtpm,
     /// The credentials folder the backend writes to.
     dir: PathBuf,
-    swtpm: Swtpm,
-    backend: TpmBackend,
+    _root: TempDir,
 }
 
 impl Rig {
@@ -35,10 +37,10 @@ impl Rig {
         std::fs::create_dir(&dir).unwrap();
         let backend = TpmBackend::open(dir.clone(), &swtpm.tcti()).unwrap();
         Rig {
-            _root: root,
-            dir,
-            swtpm,
             backend,
+            swtpm,
+            dir,
+            _root: root,
         }
     }
 
