@@ -103,6 +103,26 @@ fn queued_data_flows_only_once_every_handshake_step_is_acknowledged_and_then_the
     assert_eq!(rig.state(), AgentState::Connected);
 }
 
+#[tokio::test]
+async fn a_first_session_is_recorded_for_a_later_start_once_its_handshake_finished() {
+    let rig = Rig::new();
+    let identity = "test/dev@broker:8883";
+    let record = ResumeRecord::in_dir(rig.dir.path());
+    let (mut session, _driver) =
+        rig.session_recording(Resume::Clean, Some((record.clone(), identity.into())));
+    rig.handshake(&mut session);
+
+    // Written by a task of its own, without holding the session up.
+    let recorded = async {
+        while record.take(identity).await != Resume::AfterCrash {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), recorded)
+        .await
+        .expect("the session record is written once the handshake finished");
+}
+
 #[test]
 fn a_synced_session_found_present_is_resumed_without_a_handshake_and_sends_queued_data_at_once() {
     let rig = Rig::new();

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{DriverEvent, Link, LostReason};
-use super::resume::Resume;
+use super::resume::{Resume, ResumeRecord};
 use super::session::{REQUEST_CHANNEL, Session, SessionContext, SessionEnd};
 use crate::data::{AstarteValue, encode_individual};
 use crate::interface::registry::Registry;
@@ -166,6 +166,16 @@ impl Rig {
 
     /// A session, and the channel on which the driver reports to it.
     pub fn session_with_driver(&self, resume: Resume) -> (Session<'_>, mpsc::Sender<DriverEvent>) {
+        self.session_recording(resume, None)
+    }
+
+    /// A session that records in `record` (for `identity`) that the broker keeps its session
+    /// once the handshake finished, as a first start does.
+    pub fn session_recording(
+        &self,
+        resume: Resume,
+        record: Option<(ResumeRecord, String)>,
+    ) -> (Session<'_>, mpsc::Sender<DriverEvent>) {
         let (events_tx, events) = mpsc::channel(64);
         let client = AsyncClient::from_senders(self.request_tx.clone());
         let session = Session::new(
@@ -174,7 +184,7 @@ impl Rig {
             events,
             self.link.clone(),
             resume,
-            None,
+            record,
         );
         (session, events_tx)
     }
