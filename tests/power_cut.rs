@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{DEVICE_DATASTREAM, DeviceProxy, TestEnv};
+use common::{DEVICE_DATASTREAM, TestEnv};
 use tokio_util::sync::CancellationToken;
 
 use agent::Launcher;
@@ -72,23 +72,6 @@ impl Settings {
     }
 }
 
-fn commands_config(record: &Path) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/soak/record-command");
-    format!(
-        "[commands]\nenabled = true\nhandler_wait_seconds = 0\n\n\
-         [commands.{}]\nexec = [{script:?}, {record:?}]\nargs_pattern = \"[a-z0-9.]{{1,16}}\"\ntimeout_seconds = 30\n",
-        commands::COMMAND
-    )
-}
-
-async fn uncached_proxy(env: &TestEnv) -> DeviceProxy<'static> {
-    DeviceProxy::builder(&env.bus.connection().await)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .expect("proxy")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_every_power_cut_nothing_accepted_is_lost_and_no_command_runs_twice() {
     if !nix::unistd::geteuid().is_root() {
@@ -112,7 +95,7 @@ async fn after_every_power_cut_nothing_accepted_is_lost_and_no_command_runs_twic
     )
     .expect("soak interface");
     let record = env.path("executions");
-    env.write_config(&commands_config(&record));
+    env.write_config(&commands::config(&record));
 
     let topics = commands::Topics {
         base: env.base_topic(),
@@ -143,7 +126,7 @@ async fn after_every_power_cut_nothing_accepted_is_lost_and_no_command_runs_twic
     let stop_clients = CancellationToken::new();
     let drained = CancellationToken::new();
     let data_client = tokio::spawn(data::run(
-        uncached_proxy(rig.env).await,
+        rig.env.uncached_proxy().await,
         settings.seed,
         stop_clients.clone(),
     ));
@@ -202,7 +185,7 @@ async fn after_every_power_cut_nothing_accepted_is_lost_and_no_command_runs_twic
     )
     .await;
 
-    let proxy = uncached_proxy(rig.env).await;
+    let proxy = rig.env.uncached_proxy().await;
     // Whatever the agent still sends of its properties has arrived before they are compared.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let property_log = collected.lock().expect("collected").property_log.clone();

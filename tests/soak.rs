@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{DEVICE_DATASTREAM, DeviceProxy, TestEnv};
+use common::{DEVICE_DATASTREAM, TestEnv};
 use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 
@@ -70,23 +70,6 @@ impl Settings {
     }
 }
 
-fn commands_config(record: &Path) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/soak/record-command");
-    format!(
-        "[commands]\nenabled = true\nhandler_wait_seconds = 0\n\n\
-         [commands.{}]\nexec = [{script:?}, {record:?}]\nargs_pattern = \"[a-z0-9.]{{1,16}}\"\ntimeout_seconds = 30\n",
-        commands::COMMAND
-    )
-}
-
-async fn uncached_proxy(env: &TestEnv) -> DeviceProxy<'static> {
-    DeviceProxy::builder(&env.bus.connection().await)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .expect("proxy")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promised() {
     let settings = Settings::from_env();
@@ -106,7 +89,7 @@ async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promis
     )
     .expect("soak interface");
     let record = env.path("executions");
-    env.write_config(&commands_config(&record));
+    env.write_config(&commands::config(&record));
     let disk = SmallDisk::mount(env.path("store"));
     let mut kinds = faults::ALL.to_vec();
     if disk.is_none() {
@@ -149,7 +132,7 @@ async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promis
     let stop_sampling = CancellationToken::new();
     let sampler = tokio::spawn(agent::sample(
         launcher.watch(),
-        uncached_proxy(&env).await,
+        env.uncached_proxy().await,
         fault_active.clone(),
         samples.clone(),
         stop_sampling.clone(),
@@ -157,7 +140,7 @@ async fn under_faults_every_stored_message_and_command_arrives_exactly_as_promis
     let stop_clients = CancellationToken::new();
     let drained = CancellationToken::new();
     let data_client = tokio::spawn(data::run(
-        uncached_proxy(&env).await,
+        env.uncached_proxy().await,
         settings.seed,
         stop_clients.clone(),
     ));

@@ -174,6 +174,16 @@ impl TestEnv {
             .expect("proxy")
     }
 
+    /// A proxy that reads every property from the agent at each call (no cached copy that
+    /// could lag behind a restarted agent).
+    pub async fn uncached_proxy(&self) -> DeviceProxy<'static> {
+        DeviceProxy::builder(&self.bus.connection().await)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .expect("proxy")
+    }
+
     /// Starts the agent and waits until its session with the broker is up.
     pub async fn start_connected_agent(&self) -> (Agent, DeviceProxy<'static>) {
         let agent = self.start_agent().await;

@@ -21,6 +21,16 @@ pub const COMMAND: &str = "record";
 const RESEND_AFTER: Duration = Duration::from_secs(30);
 const SLEEPS: [&str; 4] = ["0", "0.2", "1", "3"];
 
+/// The `[commands]` section that runs `tests/soak/record-command` as [`COMMAND`], which
+/// records each run in `record`.
+pub fn config(record: &std::path::Path) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/soak/record-command");
+    format!(
+        "[commands]\nenabled = true\nhandler_wait_seconds = 0\n\n\
+         [commands.{COMMAND}]\nexec = [{script:?}, {record:?}]\nargs_pattern = \"[a-z0-9.]{{1,16}}\"\ntimeout_seconds = 30\n"
+    )
+}
+
 /// One result message.
 #[derive(Debug, Clone)]
 pub struct CommandResult {
