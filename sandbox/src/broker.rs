@@ -254,6 +254,10 @@ use_identity_as_username true
 tls_version tlsv1.2
 max_packet_size {max_packet_size}
 max_inflight_messages 100
+# No cap on what the broker queues for a client that is away or slow (mosquitto's default,
+# 1000, dropped part of a backlog resent while the observer reconnected). A test decides what
+# arrives, not the broker's queue.
+max_queued_messages 0
 acl_file {acl}
 {persistence}log_dest file {log}
 {log_type}connection_messages true

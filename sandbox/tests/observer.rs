@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use astarte_sandbox::{Identity, Observer, Sandbox, SandboxOptions, client_config};
-use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use support::{ID, WAIT, pair};
 use tokio::task::JoinHandle;
 
@@ -94,6 +94,58 @@ async fn it_keeps_receiving_when_restarts_interrupt_qos_2_deliveries() {
     for task in feeder {
         task.abort();
     }
+}
+
+/// More than mosquitto's default cap of 1,000 queued messages per client, published while the
+/// observer reconnects after a restart: the session the broker kept for it holds them all
+/// (a capped queue dropped part of an agent's backlog resent after a broker restart).
+#[tokio::test]
+async fn it_gets_every_message_published_while_it_reconnects() {
+    const COUNT: u32 = 1500;
+    let mut sb = persistent().await;
+    let mut observer = sb.observer().await.unwrap();
+    let identity = pair(&sb, ID).await;
+    let prefix = format!("test/{ID}/org.example.Burst/");
+    sb.restart_broker().await.unwrap();
+
+    publish_acknowledged(&sb, &identity, &prefix, COUNT).await;
+
+    for n in 0..COUNT {
+        let topic = format!("{prefix}{n}");
+        if let Err(err) = observer.wait_for_topic(&topic, WAIT).await {
+            panic!("{topic}: {err}");
+        }
+    }
+}
+
+/// A device publishes `<prefix><n>` for n in 0..count at QoS 1, as fast as the broker takes
+/// them; returns once the broker acknowledged every one.
+async fn publish_acknowledged(sb: &Sandbox, identity: &Identity, prefix: &str, count: u32) {
+    let tls = client_config(sb.ca_pem(), Some(identity)).unwrap();
+    let mut options = MqttOptions::new(format!("test/{ID}"), "localhost", sb.broker_port());
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let prefix = prefix.to_owned();
+    let publisher = tokio::spawn(async move {
+        for n in 0..count {
+            let topic = format!("{prefix}{n}");
+            client
+                .publish(topic, QoS::AtLeastOnce, false, vec![1])
+                .await
+                .unwrap();
+        }
+        client
+    });
+    let mut acknowledged = 0;
+    while acknowledged < count {
+        match tokio::time::timeout(WAIT, eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acknowledged += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => panic!("the device lost the broker: {err}"),
+            Err(_) => panic!("{acknowledged} of {count} acknowledged"),
+        }
+    }
+    drop(publisher.await.unwrap());
 }
 
 /// A device that publishes `<prefix><n>` at QoS 2 every few milliseconds, `n` counting up in
