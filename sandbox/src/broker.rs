@@ -254,10 +254,11 @@ use_identity_as_username true
 tls_version tlsv1.2
 max_packet_size {max_packet_size}
 max_inflight_messages 100
-# No cap on what the broker queues for a client that is away or slow (mosquitto's default,
-# 1000, dropped part of a backlog resent while the observer reconnected). A test decides what
-# arrives, not the broker's queue.
-max_queued_messages 0
+# What the broker queues for a client that is away or slow: far more than any test sends
+# (mosquitto's default, 1000, dropped part of a backlog resent while the observer reconnected;
+# 0 (no limit) made mosquitto 2.0.11 drop a device whose publish the ACL denied). A test
+# decides what arrives, not the broker's queue.
+max_queued_messages 1000000
 acl_file {acl}
 {persistence}log_dest file {log}
 {log_type}connection_messages true

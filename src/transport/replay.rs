@@ -141,6 +141,18 @@ mod tests {
     }
 
     #[test]
+    fn a_qos_0_write_gives_no_place_to_requests_never_written() {
+        let mut order = WriteOrder::default();
+        // A QoS 0 publish is written with packet id 0, like every request not written yet.
+        written(&mut order, [0, 4]);
+        let mut pending = VecDeque::from([publish(0, 2), publish(4, 1)]);
+
+        order.restore(&mut pending, []);
+
+        assert_eq!(tags(&pending), ["p1", "p2"]);
+    }
+
+    #[test]
     fn an_acknowledged_packet_id_written_again_is_a_new_message() {
         let mut order = WriteOrder::default();
         written(&mut order, [1, 2]);
