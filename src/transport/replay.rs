@@ -158,12 +158,12 @@ mod tests {
         written(&mut order, [1, 2]);
         order.note(&Event::Incoming(Packet::PubAck(PubAck::new(1))));
         order.note(&Event::Incoming(Packet::PubRec(PubRec::new(2))));
-        written(&mut order, [3, 1]);
-        let mut pending = VecDeque::from([publish(1, 2), publish(3, 1)]);
+        written(&mut order, [3, 1, 2]);
+        let mut pending = VecDeque::from([publish(2, 3), publish(1, 2), publish(3, 1)]);
 
         order.restore(&mut pending, []);
 
-        assert_eq!(tags(&pending), ["p1", "p2"]);
+        assert_eq!(tags(&pending), ["p1", "p2", "p3"]);
     }
 
     #[test]

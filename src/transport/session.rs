@@ -143,7 +143,7 @@ pub async fn run(
 /// sent before anything else, ends whatever exchange the broker holds (the broker answers
 /// PUBCOMP for an id it does not hold); the messages it held are then delivered, and stored
 /// ones not acknowledged yet are sent again with new ids (at least once, never lost).
-fn release_every_packet_id() -> impl Iterator<Item = Request> {
+pub(super) fn release_every_packet_id() -> impl Iterator<Item = Request> {
     (1..=MAX_INFLIGHT).map(|pkid| Request::PubRel(PubRel::new(pkid)))
 }
 

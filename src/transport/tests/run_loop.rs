@@ -264,6 +264,21 @@ fn a_first_connection_starts_a_clean_broker_session_unless_the_previous_one_may_
     );
 }
 
+#[test]
+fn after_a_crash_every_packet_id_rumqttc_may_use_is_released() {
+    let endpoint = nowhere(&Rig::new());
+    let window = session::mqtt_options(BASE, &endpoint, Resume::AfterCrash).inflight();
+
+    let released: Vec<u16> = session::release_every_packet_id()
+        .map(|request| match request {
+            Request::PubRel(rel) => rel.pkid,
+            other => panic!("not a release: {other:?}"),
+        })
+        .collect();
+
+    assert_eq!(released, (1..=window).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn a_session_stopped_before_it_ever_connected_leaves_nothing_to_resume() {
     let rig = Rig::new();
