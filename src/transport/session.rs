@@ -36,8 +36,7 @@ use crate::store::Store;
 use crate::tasks::{Spawner, Task};
 use crate::topic::Topics;
 
-/// Requests handed to rumqttc and not yet acknowledged, at most. Below Astarte's in-flight
-/// limit (100) so the broker never has to hold our messages back.
+/// Requests handed to rumqttc and not yet acknowledged, at most: below Astarte's limit (100).
 pub const MAX_OUTSTANDING: usize = 64;
 /// rumqttc's in-flight window: packet ids cycle through 1..=MAX_INFLIGHT.
 pub const MAX_INFLIGHT: u16 = 100;
