@@ -195,12 +195,14 @@ impl Driving {
     }
 }
 
-#[tokio::test]
-async fn a_publish_parked_behind_a_packet_id_in_use_is_dropped_with_a_lost_broker_session() {
-    let (listener, mut options) = broker(false).await;
-    options.set_inflight(2);
+/// A driver connected to the stand-in broker (which kept the session), that has handed
+/// publishes 1, 2 and 3 (QoS 1) to rumqttc; the broker's side of the connection.
+async fn connected_and_publishing(
+    listener: &TcpListener,
+    options: MqttOptions,
+) -> (Driving, TcpStream) {
     let mut driving = start(options);
-    let (mut socket, _) = within(accept(&listener)).await;
+    let (mut socket, _) = within(accept(listener)).await;
     connack(&mut socket, true).await;
     driving
         .until(|event| matches!(event, DriverEvent::Connected { .. }))
@@ -208,6 +210,14 @@ async fn a_publish_parked_behind_a_packet_id_in_use_is_dropped_with_a_lost_broke
     for tag in 1..=3 {
         driving.publish(tag);
     }
+    (driving, socket)
+}
+
+#[tokio::test]
+async fn a_publish_parked_behind_a_packet_id_in_use_is_dropped_with_a_lost_broker_session() {
+    let (listener, mut options) = broker(false).await;
+    options.set_inflight(2);
+    let (mut driving, mut socket) = connected_and_publishing(&listener, options).await;
     assert_eq!(within(read_publish(&mut socket)).await, (1, 1));
     assert_eq!(within(read_publish(&mut socket)).await, (2, 2));
     // Only 2 is acknowledged: 3 gets packet id 1 again, still in use, and is parked.
@@ -244,15 +254,7 @@ async fn a_replay_cut_short_is_replayed_next_time_in_the_original_order() {
     // rumqttc waits this long before each replayed request: the test drops the connection
     // between two of them.
     options.set_pending_throttle(Duration::from_millis(500));
-    let mut driving = start(options);
-    let (mut socket, _) = within(accept(&listener)).await;
-    connack(&mut socket, true).await;
-    driving
-        .until(|event| matches!(event, DriverEvent::Connected { .. }))
-        .await;
-    for tag in 1..=3 {
-        driving.publish(tag);
-    }
+    let (driving, mut socket) = connected_and_publishing(&listener, options).await;
     for tag in 1..=3 {
         assert_eq!(
             within(read_publish(&mut socket)).await,
